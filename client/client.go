@@ -1,0 +1,368 @@
+// Package client is the device engine that an app embeds: a durable outbox
+// on a local SQLite database, a read view of the server-confirmed state
+// with the device's pending ops on top, and a sync loop that pushes in
+// small batches with per-op acknowledgements and pulls changes since a
+// persisted cursor.
+//
+// Every Save commits to disk (a fully synced SQLite transaction) before it
+// returns, so what the app shows as saved survives a crash or a power cut.
+// An Engine is safe for concurrent use, and several processes may open the
+// same device directory: SQLite serialises their writes.
+package client
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/internal/sqlitedb"
+	"github.com/fieldsync/fieldsync/protocol"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Op statuses on the device.
+const (
+	OpQueued    = "queued"
+	OpSending   = "sending"
+	OpDelivered = "delivered"
+	OpConflict  = "conflict" // delivered, but a field needs review
+	OpError     = "error"    // rejected by the server: needs a person
+	OpDiscarded = "discarded"
+)
+
+// Config configures an Engine. Dir is required; every other zero value is
+// the documented default.
+type Config struct {
+	Dir        string       // device directory; the database is Dir/device.db
+	ServerURL  string       // e.g. http://127.0.0.1:8080; empty: offline only
+	HTTPClient *http.Client // default: a client with sane timeouts
+	Logger     *slog.Logger // default: discard
+
+	BatchSize      int           // ops per push (default 500, at most protocol.MaxBatchOps)
+	PullLimit      int           // records per pull page (default 1000)
+	RequestTimeout time.Duration // per HTTP request (default 60s)
+	MinBackoff     time.Duration // first retry delay (default 1s)
+	MaxBackoff     time.Duration // longest retry delay (default 5m)
+	Interval       time.Duration // Run: pull at least this often (default 30s)
+	// Progress, when set, is called as a sync makes progress.
+	Progress func(Progress)
+}
+
+// Progress reports a sync's progress.
+type Progress struct {
+	Stage string // "push" or "pull"
+	Done  int    // ops decided or records pulled so far in this sync
+	Total int    // ops to push (push); 0 when unknown (pull)
+}
+
+// Validate checks cfg and names the bad field.
+func (c *Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("client: Config.Dir is required")
+	}
+	if c.BatchSize < 0 || c.BatchSize > protocol.MaxBatchOps {
+		return fmt.Errorf("client: Config.BatchSize must be 0..%d", protocol.MaxBatchOps)
+	}
+	if c.PullLimit < 0 || c.PullLimit > protocol.MaxPullLimit {
+		return fmt.Errorf("client: Config.PullLimit must be 0..%d", protocol.MaxPullLimit)
+	}
+	return nil
+}
+
+// Engine is an open device store with its sync machinery.
+type Engine struct {
+	cfg      Config
+	db       *sql.DB
+	log      *slog.Logger
+	http     *http.Client
+	deviceID string
+
+	syncMu sync.Mutex    // one sync at a time in this process
+	kick   chan struct{} // Save wakes Run
+
+	stmtNextSeq, stmtBase, stmtPrev, stmtInsert *sql.Stmt
+}
+
+// Open opens or creates the device store in cfg.Dir. Ops left "sending"
+// by a crash are put back in the queue.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.PullLimit == 0 {
+		cfg.PullLimit = 1000
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 60 * time.Second
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 5 * time.Minute
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, http: cfg.HTTPClient, kick: make(chan struct{}, 1)}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.http == nil {
+		e.http = &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 15 * time.Second,
+		}}
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open device store: %w", err)
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	db, err := sqlitedb.Open(ctx, filepath.Join(cfg.Dir, "device.db"), sub, sqlitedb.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open device store: %w", err)
+	}
+	e.db = db
+	if err := e.init(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open device store: %w", err)
+	}
+	return e, nil
+}
+
+func (e *Engine) init(ctx context.Context) error {
+	id := uuid.Must(uuid.NewV7()).String()
+	if _, err := e.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('device_id', ?) ON CONFLICT DO NOTHING`, id); err != nil {
+		return err
+	}
+	if err := e.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'device_id'`).Scan(&e.deviceID); err != nil {
+		return err
+	}
+	// A crash while sending leaves ops "sending": they go back to the queue
+	// and their trail says the attempt was interrupted.
+	err := e.update(ctx, func(tx *sql.Tx) error {
+		now := time.Now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, message)
+			SELECT seq, ?, 'interrupted', 'the app stopped while this op was being sent' FROM outbox WHERE status = 'sending'`, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued' WHERE status = 'sending'`)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	prep := func(dst **sql.Stmt, q string) {
+		if err == nil {
+			*dst, err = e.db.PrepareContext(ctx, q)
+		}
+	}
+	prep(&e.stmtNextSeq, `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value - 1`)
+	prep(&e.stmtBase, `SELECT version FROM records WHERE type = ? AND id = ?`)
+	prep(&e.stmtPrev, `SELECT coalesce(max(seq), 0) FROM outbox WHERE type = ? AND entity_id = ?`)
+	prep(&e.stmtInsert, `INSERT INTO outbox (seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time)
+		VALUES (?,?,?,?,?,?,?,?,?)`)
+	return err
+}
+
+// DeviceID returns the device's id, made when the store was created.
+func (e *Engine) DeviceID() string { return e.deviceID }
+
+// Close closes the store. Nothing is lost: every Save already committed.
+func (e *Engine) Close() error { return e.db.Close() }
+
+// update runs fn in one write transaction.
+func (e *Engine) update(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Change is one user action to save.
+type Change struct {
+	Kind     fieldsync.OpKind
+	Type     string // entity type, e.g. "work_order"
+	EntityID string // empty on create: a new id is made
+	Fields   map[string]json.RawMessage
+}
+
+// Save queues one user action as one op and returns it once it is durably
+// on disk. A create gets a new entity id made on the device.
+func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
+	op := fieldsync.Op{
+		ID: uuid.Must(uuid.NewV7()).String(), DeviceID: e.deviceID, Kind: c.Kind,
+		EntityType: c.Type, EntityID: c.EntityID, Fields: c.Fields, LocalTime: time.Now().UTC(),
+	}
+	if c.Kind == fieldsync.KindCreate {
+		if op.EntityID == "" {
+			op.EntityID = uuid.Must(uuid.NewV7()).String()
+		}
+	}
+	if err := checkChange(&op); err != nil {
+		return op, err
+	}
+	fields, err := json.Marshal(op.Fields)
+	if err != nil {
+		return op, fieldsync.Errorf(fieldsync.EInvalidField, "fields: %v", err)
+	}
+	if op.Fields == nil {
+		fields = []byte("{}")
+	}
+	err = e.update(ctx, func(tx *sql.Tx) error {
+		if err := tx.StmtContext(ctx, e.stmtNextSeq).QueryRowContext(ctx).Scan(&op.Seq); err != nil {
+			return err
+		}
+		err := tx.StmtContext(ctx, e.stmtBase).QueryRowContext(ctx, op.EntityType, op.EntityID).Scan(&op.BaseVersion)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if op.Kind == fieldsync.KindCreate {
+			op.BaseVersion = 0
+		}
+		if err := tx.StmtContext(ctx, e.stmtPrev).QueryRowContext(ctx, op.EntityType, op.EntityID).Scan(&op.PrevSeq); err != nil {
+			return err
+		}
+		_, err = tx.StmtContext(ctx, e.stmtInsert).ExecContext(ctx, op.Seq, op.ID, op.EntityType, op.EntityID, string(op.Kind),
+			op.BaseVersion, op.PrevSeq, string(fields), op.LocalTime.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return op, fmt.Errorf("save: %w", err)
+	}
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+	return op, nil
+}
+
+// checkChange refuses, before anything is stored, what the server would
+// refuse for its shape alone.
+func checkChange(op *fieldsync.Op) error {
+	w := protocol.FromOp(op)
+	w.Seq, w.Prev = 1, 0 // not known yet
+	if !protocol.ValidID(op.EntityID) {
+		return fieldsync.Errorf(fieldsync.EInvalidRequest, "entity id %q: want 1-64 letters, digits, '_', '.', '-'", op.EntityID)
+	}
+	req, err := json.Marshal(protocol.PushRequest{Device: "d", Ops: []protocol.Op{w}})
+	if err != nil {
+		return fieldsync.Errorf(fieldsync.EInvalidField, "fields: %v", err)
+	}
+	_, err = protocol.DecodePush(req)
+	return err
+}
+
+// Create saves a new record of type typ and returns its op (op.EntityID is
+// the new record's id).
+func (e *Engine) Create(ctx context.Context, typ string, fields map[string]any) (fieldsync.Op, error) {
+	f, err := rawFields(fields)
+	if err != nil {
+		return fieldsync.Op{}, err
+	}
+	return e.Save(ctx, Change{Kind: fieldsync.KindCreate, Type: typ, Fields: f})
+}
+
+// Update saves a change of some fields of a record.
+func (e *Engine) Update(ctx context.Context, typ, id string, fields map[string]any) (fieldsync.Op, error) {
+	f, err := rawFields(fields)
+	if err != nil {
+		return fieldsync.Op{}, err
+	}
+	return e.Save(ctx, Change{Kind: fieldsync.KindUpdate, Type: typ, EntityID: id, Fields: f})
+}
+
+// Append saves one item added to a list field (a comment, a reading…).
+func (e *Engine) Append(ctx context.Context, typ, id, field string, item any) (fieldsync.Op, error) {
+	f, err := rawFields(map[string]any{field: item})
+	if err != nil {
+		return fieldsync.Op{}, err
+	}
+	return e.Save(ctx, Change{Kind: fieldsync.KindAppend, Type: typ, EntityID: id, Fields: f})
+}
+
+// Delete saves the deletion of a record.
+func (e *Engine) Delete(ctx context.Context, typ, id string) (fieldsync.Op, error) {
+	return e.Save(ctx, Change{Kind: fieldsync.KindDelete, Type: typ, EntityID: id})
+}
+
+func rawFields(in map[string]any) (map[string]json.RawMessage, error) {
+	out := make(map[string]json.RawMessage, len(in))
+	for k, v := range in {
+		if raw, ok := v.(json.RawMessage); ok {
+			out[k] = raw
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fieldsync.Errorf(fieldsync.EInvalidField, "field %q: %v", k, err)
+		}
+		out[k] = b
+	}
+	return out, nil
+}
+
+// Discard gives up an op that the server rejected (status error): it will
+// never be sent. Ops in any other status cannot be discarded.
+func (e *Engine) Discard(ctx context.Context, opID string) error {
+	return e.update(ctx, func(tx *sql.Tx) error {
+		var seq int64
+		var status string
+		err := tx.QueryRowContext(ctx, `SELECT seq, status FROM outbox WHERE op_id = ?`, opID).Scan(&seq, &status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fieldsync.Errorf(fieldsync.ENotFound, "no op %s on this device", opID)
+		}
+		if err != nil {
+			return err
+		}
+		if status != OpError {
+			return fieldsync.Errorf(fieldsync.EInvalidRequest, "op %s is %s: only a rejected op can be discarded", opID, status)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'discarded' WHERE seq = ?`, seq); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, message) VALUES (?, ?, 'discarded', 'discarded by the user')`, seq, time.Now().UnixMilli())
+		return err
+	})
+}
+
+func (e *Engine) meta(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, key string) (string, error) {
+	var v string
+	err := q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+func setMeta(ctx context.Context, tx *sql.Tx, key, value string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}

@@ -1,0 +1,512 @@
+package client
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/protocol"
+)
+
+// Report sums up one Sync.
+type Report struct {
+	Sent      int // ops sent (attempts)
+	Delivered int // ops now delivered (applied or duplicate of an applied op)
+	Conflicts int // ops that came back with a field to review
+	Rejected  int // ops the server refused
+	Retry     int // ops to send again later
+	Pulled    int // records received
+	Resynced  bool
+}
+
+// ErrOffline is returned by Sync when no server is configured.
+var ErrOffline = fieldsync.Errorf(fieldsync.EUnavailable, "no server configured: working offline")
+
+// Sync pushes every queued op, then pulls every change since the cursor.
+// It may be cancelled at any point: progress exists only as committed
+// transactions. A retryable failure (network, timeout, 5xx) returns an
+// error whose code is retryable; the ops stay queued.
+func (e *Engine) Sync(ctx context.Context) (Report, error) {
+	var rep Report
+	if e.cfg.ServerURL == "" {
+		return rep, ErrOffline
+	}
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	err := e.push(ctx, &rep)
+	if err == nil {
+		err = e.pull(ctx, &rep)
+	}
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		if err != nil {
+			setMeta(ctx, tx, "last_error", fieldsync.ErrorMessage(err))
+			return setMeta(ctx, tx, "last_attempt", now)
+		}
+		setMeta(ctx, tx, "last_error", "")
+		setMeta(ctx, tx, "last_attempt", now)
+		return setMeta(ctx, tx, "last_sync", now)
+	})
+	return rep, err
+}
+
+type pending struct {
+	op  fieldsync.Op
+	raw []byte
+}
+
+func (e *Engine) push(ctx context.Context, rep *Report) error {
+	var total int
+	if err := e.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE status = 'queued'`).Scan(&total); err != nil {
+		return err
+	}
+	done := 0
+	after := int64(0)
+	for {
+		batch, err := e.nextBatch(ctx, after)
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		after = batch[len(batch)-1].op.Seq
+		n, err := e.pushBatch(ctx, batch, rep)
+		done += n
+		if e.cfg.Progress != nil {
+			e.cfg.Progress(Progress{Stage: "push", Done: done, Total: total})
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// nextBatch loads queued ops after seq `after`, in device order, up to the
+// batch size and about half the server's body limit.
+func (e *Engine) nextBatch(ctx context.Context, after int64) ([]pending, error) {
+	rows, err := e.db.QueryContext(ctx, `SELECT seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time
+		FROM outbox WHERE status = 'queued' AND seq > ? ORDER BY seq LIMIT ?`, after, e.cfg.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pending
+	size := 0
+	for rows.Next() {
+		var p pending
+		var kind string
+		var local int64
+		if err := rows.Scan(&p.op.Seq, &p.op.ID, &p.op.EntityType, &p.op.EntityID, &kind, &p.op.BaseVersion, &p.op.PrevSeq, &p.raw, &local); err != nil {
+			return nil, err
+		}
+		p.op.Kind = fieldsync.OpKind(kind)
+		p.op.DeviceID = e.deviceID
+		p.op.LocalTime = time.UnixMilli(local).UTC()
+		if err := json.Unmarshal(p.raw, &p.op.Fields); err != nil {
+			return nil, fmt.Errorf("outbox op %d: %w", p.op.Seq, err)
+		}
+		size += len(p.raw) + 200
+		if len(out) > 0 && size > protocol.MaxBodyBytes/2 {
+			break
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// pushBatch sends one batch and stores each answer. It returns how many
+// ops got a final answer.
+func (e *Engine) pushBatch(ctx context.Context, batch []pending, rep *Report) (int, error) {
+	now := time.Now().UnixMilli()
+	// Mark the batch as being sent; a crash from here on is seen at Open.
+	err := e.update(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE seq = ? AND status = 'queued'`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, p := range batch {
+			if _, err := st.ExecContext(ctx, p.op.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	rep.Sent += len(batch)
+
+	req := protocol.PushRequest{Device: e.deviceID, Ops: make([]protocol.Op, len(batch))}
+	for i := range batch {
+		req.Ops[i] = protocol.FromOp(&batch[i].op)
+	}
+	results, sendErr := e.send(ctx, &req)
+
+	// Store every answer received, even from a cut response: those ops
+	// were committed by the server. The rest go back to the queue.
+	final := 0
+	err = e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		var err error
+		final, err = e.storeResults(ctx, tx, batch, results, sendErr, now, rep)
+		return err
+	})
+	if err != nil {
+		return final, err
+	}
+	if sendErr != nil {
+		return final, sendErr
+	}
+	return final, nil
+}
+
+func (e *Engine) storeResults(ctx context.Context, tx *sql.Tx, batch []pending, results []protocol.Result, sendErr error, now int64, rep *Report) (int, error) {
+	ctx = context.WithoutCancel(ctx)
+	setFinal, err := tx.PrepareContext(ctx, `UPDATE outbox SET status = ?, last_code = ?, last_message = ?, result = ?,
+		result_version = ?, number = ?, decided_at = ? WHERE seq = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer setFinal.Close()
+	requeue, err := tx.PrepareContext(ctx, `UPDATE outbox SET status = 'queued', last_code = ?, last_message = ? WHERE seq = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer requeue.Close()
+	trail, err := tx.PrepareContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, code, message) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, err
+	}
+	defer trail.Close()
+
+	final := 0
+	for i, p := range batch {
+		if i >= len(results) || results[i].Op != p.op.ID {
+			code, msg := fieldsync.EUnavailable, "no answer from the server"
+			if sendErr != nil {
+				code, msg = fieldsync.ErrorCode(sendErr), fieldsync.ErrorMessage(sendErr)
+			}
+			outcome := "failed"
+			if !code.Retryable() && sendErr != nil {
+				// The whole request was refused: a bug or a limit; nothing
+				// in it was applied. Keep the ops queued but say why.
+				outcome = "refused"
+			}
+			if _, err := requeue.ExecContext(ctx, string(code), msg, p.op.Seq); err != nil {
+				return final, err
+			}
+			if _, err := trail.ExecContext(ctx, p.op.Seq, now, outcome, string(code), msg); err != nil {
+				return final, err
+			}
+			rep.Retry++
+			continue
+		}
+		r := protocol.ToResult(&results[i])
+		eff := r.Effective()
+		var status string
+		switch eff.Status {
+		case fieldsync.StatusApplied:
+			status = OpDelivered
+			rep.Delivered++
+		case fieldsync.StatusConflict:
+			status = OpConflict
+			rep.Conflicts++
+		case fieldsync.StatusRejected:
+			status = OpError
+			rep.Rejected++
+		default: // retry, or anything this build does not know
+			if _, err := requeue.ExecContext(ctx, string(r.Code), r.Message, p.op.Seq); err != nil {
+				return final, err
+			}
+			if _, err := trail.ExecContext(ctx, p.op.Seq, now, string(r.Status), string(r.Code), r.Message); err != nil {
+				return final, err
+			}
+			rep.Retry++
+			continue
+		}
+		raw, _ := json.Marshal(&results[i])
+		if _, err := setFinal.ExecContext(ctx, status, string(eff.Code), eff.Message, string(raw), eff.Version, eff.Number, now, p.op.Seq); err != nil {
+			return final, err
+		}
+		if _, err := trail.ExecContext(ctx, p.op.Seq, now, string(r.Status), string(eff.Code), eff.Message); err != nil {
+			return final, err
+		}
+		final++
+	}
+	return final, nil
+}
+
+// send posts a batch and decodes the answers it gets. On a cut response it
+// returns the complete answers read before the cut, and an error.
+func (e *Engine) send(ctx context.Context, req *protocol.PushRequest) ([]protocol.Result, error) {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err := json.NewEncoder(zw).Encode(req); err != nil {
+		return nil, err
+	}
+	zw.Close()
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.ServerURL+protocol.PathPush, &buf)
+	if err != nil {
+		return nil, fieldsync.Errorf(fieldsync.EInvalidRequest, "server URL: %v", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Content-Encoding", "gzip")
+	hreq.Header.Set(protocol.VersionHeader, strconv.Itoa(protocol.Version))
+	resp, err := e.http.Do(hreq)
+	if err != nil {
+		return nil, transportError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp)
+	}
+	return decodeResults(resp.Body)
+}
+
+// decodeResults reads {"results":[…]} item by item, keeping every complete
+// item even when the stream breaks.
+func decodeResults(r io.Reader) ([]protocol.Result, error) {
+	dec := json.NewDecoder(r)
+	var out []protocol.Result
+	cut := func(err error) ([]protocol.Result, error) {
+		return out, fieldsync.Errorf(fieldsync.EUnavailable, "answer cut after %d results: %v", len(out), err)
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return cut(fmt.Errorf("not an object"))
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return cut(err)
+		}
+		if t != "results" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return cut(err)
+			}
+			continue
+		}
+		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+			return cut(fmt.Errorf("results is not a list"))
+		}
+		for dec.More() {
+			var r protocol.Result
+			if err := dec.Decode(&r); err != nil {
+				return cut(err)
+			}
+			out = append(out, r)
+		}
+		if _, err := dec.Token(); err != nil {
+			return cut(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return cut(err)
+	}
+	return out, nil
+}
+
+func transportError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &netError{err}
+}
+
+// netError is a failure to reach the server or to get a whole answer:
+// always worth a retry.
+type netError struct{ err error }
+
+func (e *netError) Error() string { return "cannot reach the server: " + e.err.Error() }
+func (e *netError) Unwrap() []error {
+	return []error{e.err, fieldsync.Errorf(fieldsync.EUnavailable, "cannot reach the server: %v", e.err)}
+}
+
+func readError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return protocol.DecodeErrorBody(resp.StatusCode, data)
+}
+
+// pull fetches every change since the cursor, one page per transaction.
+func (e *Engine) pull(ctx context.Context, rep *Report) error {
+	for {
+		cursor, err := e.meta(ctx, e.db, "cursor")
+		if err != nil {
+			return err
+		}
+		page, err := e.fetchChanges(ctx, cursor)
+		if fieldsync.ErrorCode(err) == fieldsync.ECursorInvalid && !rep.Resynced {
+			e.log.Warn("server history changed: starting again from the beginning", "reason", fieldsync.ErrorMessage(err))
+			if err := e.resync(ctx, fieldsync.ErrorMessage(err)); err != nil {
+				return err
+			}
+			rep.Resynced = true
+			// The server may have lost ops it had confirmed: send them again.
+			if err := e.push(ctx, rep); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.update(ctx, func(tx *sql.Tx) error { return e.storePage(ctx, tx, page) }); err != nil {
+			return err
+		}
+		rep.Pulled += len(page.Changes)
+		if e.cfg.Progress != nil {
+			e.cfg.Progress(Progress{Stage: "pull", Done: rep.Pulled})
+		}
+		if !page.More {
+			return nil
+		}
+	}
+}
+
+func (e *Engine) fetchChanges(ctx context.Context, cursor string) (*protocol.ChangesResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	q := url.Values{"limit": {strconv.Itoa(e.cfg.PullLimit)}}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, e.cfg.ServerURL+protocol.PathChanges+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fieldsync.Errorf(fieldsync.EInvalidRequest, "server URL: %v", err)
+	}
+	hreq.Header.Set(protocol.VersionHeader, strconv.Itoa(protocol.Version))
+	resp, err := e.http.Do(hreq)
+	if err != nil {
+		return nil, transportError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp)
+	}
+	var page protocol.ChangesResponse
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		return nil, transportError(fmt.Errorf("changes page: %w", err))
+	}
+	if _, err := protocol.ParseCursor(page.Cursor); err != nil {
+		return nil, fieldsync.Errorf(fieldsync.EInternal, "server sent a bad cursor")
+	}
+	return &page, nil
+}
+
+func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.ChangesResponse) error {
+	st, err := tx.PrepareContext(ctx, `INSERT INTO records (type, id, number, version, deleted, fields, review, seq, updated)
+		VALUES (?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version, deleted = excluded.deleted,
+		fields = excluded.fields, review = excluded.review, seq = excluded.seq, updated = excluded.updated
+		WHERE excluded.seq > records.seq`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for i := range page.Changes {
+		c := &page.Changes[i]
+		if !protocol.ValidID(c.ID) || c.Type == "" {
+			return fieldsync.Errorf(fieldsync.EInternal, "server sent a record with a bad id")
+		}
+		fields, _ := json.Marshal(c.Fields)
+		if c.Fields == nil {
+			fields = []byte("{}")
+		}
+		review, _ := json.Marshal(c.Review)
+		if c.Review == nil {
+			review = []byte("[]")
+		}
+		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), string(review), c.Seq, c.Updated.UnixMilli()); err != nil {
+			return err
+		}
+	}
+	return setMeta(ctx, tx, "cursor", page.Cursor)
+}
+
+// resync handles a server whose history is not the one the device synced
+// with (restored from a backup, or replaced): the cursor starts again, the
+// confirmed state is pulled anew, and ops the old server had confirmed are
+// sent again; the server's op log makes that safe for those it still has.
+func (e *Engine) resync(ctx context.Context, reason string) error {
+	return e.update(ctx, func(tx *sql.Tx) error {
+		now := time.Now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, message)
+			SELECT seq, ?, 'resend', ? FROM outbox WHERE status IN ('delivered', 'conflict')`, now, "sent again: "+reason); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued' WHERE status IN ('delivered', 'conflict')`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM records`); err != nil {
+			return err
+		}
+		if err := setMeta(ctx, tx, "cursor", ""); err != nil {
+			return err
+		}
+		return setMeta(ctx, tx, "resynced", strconv.FormatInt(now, 10)+" "+reason)
+	})
+}
+
+// Run syncs until ctx ends: at once, after every Save, at least every
+// Interval, and after a failure with exponential backoff and full jitter.
+// It returns ctx's error.
+func (e *Engine) Run(ctx context.Context) error {
+	failures := 0
+	for {
+		_, err := e.Sync(ctx)
+		var wait time.Duration
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			failures++
+			wait = e.backoff(failures)
+			e.log.Info("sync failed; will retry", "err", err, "retry_in", wait.Round(time.Millisecond), "failures", failures)
+		default:
+			failures = 0
+			wait = e.cfg.Interval
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		case <-e.kick:
+			timer.Stop()
+			if failures > 0 { // honour the backoff after a failure
+				t := time.NewTimer(e.backoff(failures))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return ctx.Err()
+				case <-t.C:
+				}
+			}
+		}
+	}
+}
+
+// backoff is the delay before retry number n (1-based): full jitter over
+// an exponentially growing window, capped at MaxBackoff.
+func (e *Engine) backoff(n int) time.Duration {
+	window := e.cfg.MinBackoff << min(n-1, 30)
+	if window <= 0 || window > e.cfg.MaxBackoff {
+		window = e.cfg.MaxBackoff
+	}
+	return e.cfg.MinBackoff/2 + time.Duration(rand.Int64N(int64(window)))
+}

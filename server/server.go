@@ -1,0 +1,372 @@
+// Package server is the sync service as an http.Handler: batched push with
+// a result per op, pull of changes since a cursor, record and op lookups,
+// and office edits. It applies ops through a fieldsync.Store and never
+// imports a database driver.
+package server
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/protocol"
+	"github.com/fieldsync/fieldsync/schema"
+)
+
+// Config configures a Server. Store is required; the zero value of every
+// other field is the documented default.
+type Config struct {
+	Store  fieldsync.Store
+	Schema *schema.Schema // default: the bundled work-order schema
+	Logger *slog.Logger   // default: discard
+	Now    func() time.Time
+	// MaxBodyBytes caps a decompressed request body (default protocol.MaxBodyBytes).
+	MaxBodyBytes int64
+}
+
+// Server serves the /v1 sync API. It is safe for concurrent use.
+type Server struct {
+	store  fieldsync.Store
+	schema *schema.Schema
+	log    *slog.Logger
+	now    func() time.Time
+	max    int64
+	mux    *http.ServeMux
+
+	officeMu sync.Mutex
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: Config.Store is required")
+	}
+	s := &Server{store: cfg.Store, schema: cfg.Schema, log: cfg.Logger, now: cfg.Now, max: cfg.MaxBodyBytes}
+	if s.schema == nil {
+		s.schema = schema.Default()
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.max <= 0 {
+		s.max = protocol.MaxBodyBytes
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST "+protocol.PathPush, s.handlePush)
+	s.mux.HandleFunc("GET "+protocol.PathChanges, s.handleChanges)
+	s.mux.HandleFunc("GET "+protocol.PathRecords+"{type}/{id}", s.handleRecord)
+	s.mux.HandleFunc("PATCH "+protocol.PathRecords+"{type}/{id}", s.handleEdit)
+	s.mux.HandleFunc("GET "+protocol.PathOps+"{id}", s.handleOp)
+	s.mux.HandleFunc("GET "+protocol.PathInfo, s.handleInfo)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if v := r.Header.Get(protocol.VersionHeader); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < protocol.MinVersion || n > protocol.Version {
+			s.writeError(w, r, fieldsync.Errorf(fieldsync.EUnsupportedVersion,
+				"protocol version %q is not served here: this server speaks %d to %d", v, protocol.MinVersion, protocol.Version))
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// statusOf maps error codes to HTTP statuses: the one table.
+var statusOf = map[fieldsync.Code]int{
+	fieldsync.EInvalidJSON:        http.StatusBadRequest,
+	fieldsync.EInvalidRequest:     http.StatusBadRequest,
+	fieldsync.ETooLarge:           http.StatusRequestEntityTooLarge,
+	fieldsync.EUnsupportedVersion: http.StatusBadRequest,
+	fieldsync.EUnsupportedMedia:   http.StatusUnsupportedMediaType,
+	fieldsync.ENotFound:           http.StatusNotFound,
+	fieldsync.EMethodNotAllowed:   http.StatusMethodNotAllowed,
+	fieldsync.ECursorInvalid:      http.StatusConflict,
+	fieldsync.EUnavailable:        http.StatusServiceUnavailable,
+	fieldsync.EInternal:           http.StatusInternalServerError,
+}
+
+// HTTPStatus returns the HTTP status for an error code.
+func HTTPStatus(code fieldsync.Code) int {
+	if st, ok := statusOf[code]; ok {
+		return st
+	}
+	return http.StatusUnprocessableEntity
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := fieldsync.ErrorCode(err)
+	msg := fieldsync.ErrorMessage(err)
+	status := HTTPStatus(code)
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "msg", msg)
+	}
+	body := protocol.ErrorBody{Error: protocol.ErrorDetail{Code: string(code), Message: msg, Retryable: code.Retryable()}}
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "2")
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(&body)
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Vary", "Accept-Encoding")
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		if err := json.NewEncoder(zw).Encode(v); err != nil {
+			s.log.Warn("write response", "err", err)
+		}
+		zw.Close()
+		return
+	}
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Warn("write response", "err", err)
+	}
+}
+
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, fieldsync.Errorf(fieldsync.EUnsupportedMedia, "content type %q is not accepted: send application/json", ct)
+	}
+	return protocol.ReadBody(r.Body, r.Header.Get("Content-Encoding"), s.max)
+}
+
+func (s *Server) requireVersion(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get(protocol.VersionHeader) == "" {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.EUnsupportedVersion, "name the protocol version in the %s header", protocol.VersionHeader))
+		return false
+	}
+	return true
+}
+
+func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
+	if !s.requireVersion(w, r) {
+		return
+	}
+	data, err := s.readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := protocol.DecodePush(data)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Device == OfficeDevice {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInvalidRequest, "device id %q is reserved", OfficeDevice))
+		return
+	}
+	ops := make([]fieldsync.Op, len(req.Ops))
+	for i := range req.Ops {
+		ops[i] = protocol.ToOp(&req.Ops[i], req.Device)
+	}
+	results, err := s.Apply(r.Context(), ops)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := protocol.PushResponse{Results: make([]protocol.Result, len(results))}
+	counts := map[fieldsync.ResultStatus]int{}
+	for i := range results {
+		resp.Results[i] = protocol.FromResult(&results[i])
+		counts[results[i].Status]++
+	}
+	s.log.Info("push", "device", req.Device, "ops", len(ops), "applied", counts[fieldsync.StatusApplied],
+		"duplicate", counts[fieldsync.StatusDuplicate], "rejected", counts[fieldsync.StatusRejected],
+		"conflict", counts[fieldsync.StatusConflict], "retry", counts[fieldsync.StatusRetry])
+	s.writeJSON(w, r, &resp)
+}
+
+// Apply decides a batch of ops in order, in one transaction, and returns
+// one result per op. A storage failure returns an error and nothing of
+// the batch is kept.
+func (s *Server) Apply(ctx context.Context, ops []fieldsync.Op) ([]fieldsync.Result, error) {
+	results := make([]fieldsync.Result, len(ops))
+	now := s.now().UTC()
+	err := s.store.Update(ctx, func(tx fieldsync.StoreTx) error {
+		for i := range ops {
+			res, err := applyOp(tx, s.schema, &ops[i], now, false)
+			if err != nil {
+				return err
+			}
+			results[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
+	if !s.requireVersion(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	cur, err := protocol.ParseCursor(q.Get("cursor"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	limit := 1000
+	if v := q.Get("limit"); v != "" {
+		limit, err = strconv.Atoi(v)
+		if err != nil || limit < 1 || limit > protocol.MaxPullLimit {
+			s.writeError(w, r, fieldsync.Errorf(fieldsync.EInvalidRequest, "limit: want 1 to %d", protocol.MaxPullLimit))
+			return
+		}
+	}
+	if cur.Epoch != "" && cur.Epoch != s.store.Epoch() {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.ECursorInvalid,
+			"this cursor is from another server history (epoch %s, server %s): start again from the beginning", cur.Epoch, s.store.Epoch()))
+		return
+	}
+	if cur.Tag != "" {
+		tag, ok, err := s.store.ChangeTag(r.Context(), cur.Seq)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if ok && tag != cur.Tag {
+			s.writeError(w, r, fieldsync.Errorf(fieldsync.ECursorInvalid,
+				"the server's change %d is not the one you saw: it was restored from a backup or replaced; start again from the beginning", cur.Seq))
+			return
+		}
+	}
+	recs, maxSeq, err := s.store.Changes(r.Context(), cur.Seq, limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if cur.Seq > maxSeq {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.ECursorInvalid,
+			"the server is behind your cursor (%d > %d): it was restored from a backup; start again from the beginning", cur.Seq, maxSeq))
+		return
+	}
+	resp := protocol.ChangesResponse{Changes: make([]protocol.Record, len(recs))}
+	next := protocol.Cursor{Epoch: s.store.Epoch(), Seq: cur.Seq}
+	for i := range recs {
+		resp.Changes[i] = protocol.FromRecord(&recs[i])
+		next.Seq = recs[i].Seq
+	}
+	if len(recs) > 0 {
+		next.Tag, _, err = s.store.ChangeTag(r.Context(), next.Seq)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	} else {
+		next.Tag = cur.Tag
+	}
+	resp.Cursor = next.String()
+	resp.More = next.Seq < maxSeq
+	s.writeJSON(w, r, &resp)
+}
+
+func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	rec, err := s.store.Record(r.Context(), typ, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ops, err := s.store.RecordOps(r.Context(), typ, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := protocol.RecordHistory{Record: protocol.FromRecord(&rec)}
+	for i := range ops {
+		resp.Ops = append(resp.Ops, entryWire(&ops[i]))
+	}
+	s.writeJSON(w, r, &resp)
+}
+
+func entryWire(e *fieldsync.OpEntry) protocol.OpEntry {
+	op := protocol.FromOp(&e.Op)
+	op.Device = e.Op.DeviceID
+	return protocol.OpEntry{Op: op, Result: protocol.FromResult(&e.Result), Received: e.ReceivedAt}
+}
+
+func (s *Server) handleOp(w http.ResponseWriter, r *http.Request) {
+	e, err := s.store.OpEntry(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wire := entryWire(&e)
+	s.writeJSON(w, r, &wire)
+}
+
+// Edit applies an office edit of a record's fields at base version base,
+// through the same rules as a device's op.
+func (s *Server) Edit(ctx context.Context, typ, id string, base int64, fields map[string]json.RawMessage) (fieldsync.Result, error) {
+	var res fieldsync.Result
+	now := s.now().UTC()
+	err := s.store.Update(ctx, func(tx fieldsync.StoreTx) error {
+		seq, err := tx.NextNumber("seq:"+OfficeDevice, 1)
+		if err != nil {
+			return err
+		}
+		op := fieldsync.Op{
+			ID: uuid.Must(uuid.NewV7()).String(), DeviceID: OfficeDevice, Seq: seq, EntityType: typ, EntityID: id,
+			Kind: fieldsync.KindUpdate, BaseVersion: base, Fields: fields, LocalTime: now,
+		}
+		res, err = applyOp(tx, s.schema, &op, now, true)
+		return err
+	})
+	return res, err
+}
+
+func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
+	data, err := s.readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := protocol.DecodeEdit(data)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Edit(r.Context(), r.PathValue("type"), r.PathValue("id"), req.Base, req.Fields)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wire := protocol.FromResult(&res)
+	s.writeJSON(w, r, &wire)
+}
+
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, r, &protocol.Info{
+		Protocol: protocol.Version, MinProtocol: protocol.MinVersion,
+		Epoch: s.store.Epoch(), Types: s.schema.TypeNames(),
+	})
+}
