@@ -132,6 +132,13 @@ type EditRequest struct {
 	Fields map[string]json.RawMessage `json:"fields"`
 }
 
+// Created is the body of a 200 answer to POST /v1/records/{type} (an
+// office create; the request body is an EditRequest with base 0).
+type Created struct {
+	ID     string `json:"id"`
+	Result Result `json:"result"`
+}
+
 // Info is the body of GET /v1/info.
 type Info struct {
 	Protocol    int      `json:"protocol"`

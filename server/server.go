@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,8 +41,6 @@ type Server struct {
 	now    func() time.Time
 	max    int64
 	mux    *http.ServeMux
-
-	officeMu sync.Mutex
 }
 
 // New returns a Server for cfg.
@@ -69,6 +66,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+protocol.PathChanges, s.handleChanges)
 	s.mux.HandleFunc("GET "+protocol.PathRecords+"{type}/{id}", s.handleRecord)
 	s.mux.HandleFunc("PATCH "+protocol.PathRecords+"{type}/{id}", s.handleEdit)
+	s.mux.HandleFunc("POST "+protocol.PathRecords+"{type}", s.handleOfficeCreate)
 	s.mux.HandleFunc("GET "+protocol.PathOps+"{id}", s.handleOp)
 	s.mux.HandleFunc("GET "+protocol.PathInfo, s.handleInfo)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -327,6 +325,18 @@ func (s *Server) handleOp(w http.ResponseWriter, r *http.Request) {
 // Edit applies an office edit of a record's fields at base version base,
 // through the same rules as a device's op.
 func (s *Server) Edit(ctx context.Context, typ, id string, base int64, fields map[string]json.RawMessage) (fieldsync.Result, error) {
+	return s.office(ctx, fieldsync.KindUpdate, typ, id, base, fields)
+}
+
+// Create makes a record from the office (a dispatcher), with a new id,
+// and returns the result and the id.
+func (s *Server) Create(ctx context.Context, typ string, fields map[string]json.RawMessage) (fieldsync.Result, string, error) {
+	id := uuid.Must(uuid.NewV7()).String()
+	res, err := s.office(ctx, fieldsync.KindCreate, typ, id, 0, fields)
+	return res, id, err
+}
+
+func (s *Server) office(ctx context.Context, kind fieldsync.OpKind, typ, id string, base int64, fields map[string]json.RawMessage) (fieldsync.Result, error) {
 	var res fieldsync.Result
 	now := s.now().UTC()
 	err := s.store.Update(ctx, func(tx fieldsync.StoreTx) error {
@@ -336,12 +346,35 @@ func (s *Server) Edit(ctx context.Context, typ, id string, base int64, fields ma
 		}
 		op := fieldsync.Op{
 			ID: uuid.Must(uuid.NewV7()).String(), DeviceID: OfficeDevice, Seq: seq, EntityType: typ, EntityID: id,
-			Kind: fieldsync.KindUpdate, BaseVersion: base, Fields: fields, LocalTime: now,
+			Kind: kind, BaseVersion: base, Fields: fields, LocalTime: now,
 		}
 		res, err = applyOp(tx, s.schema, &op, now, true)
 		return err
 	})
 	return res, err
+}
+
+func (s *Server) handleOfficeCreate(w http.ResponseWriter, r *http.Request) {
+	data, err := s.readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := protocol.DecodeEdit(data)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Base != 0 {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInvalidRequest, "base: a create has no base version"))
+		return
+	}
+	res, id, err := s.Create(r.Context(), r.PathValue("type"), req.Fields)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, &protocol.Created{ID: id, Result: protocol.FromResult(&res)})
 }
 
 func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
