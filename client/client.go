@@ -98,8 +98,7 @@ type Engine struct {
 	stmtNextSeq, stmtBase, stmtPrev, stmtInsert *sql.Stmt
 }
 
-// Open opens or creates the device store in cfg.Dir. Ops left "sending"
-// by a crash are put back in the queue.
+// Open opens or creates the device store in cfg.Dir.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -158,20 +157,7 @@ func (e *Engine) init(ctx context.Context) error {
 	if err := e.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'device_id'`).Scan(&e.deviceID); err != nil {
 		return err
 	}
-	// A crash while sending leaves ops "sending": they go back to the queue
-	// and their trail says the attempt was interrupted.
-	err := e.update(ctx, func(tx *sql.Tx) error {
-		now := time.Now().UnixMilli()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, message)
-			SELECT seq, ?, 'interrupted', 'the app stopped while this op was being sent' FROM outbox WHERE status = 'sending'`, now); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued' WHERE status = 'sending'`)
-		return err
-	})
-	if err != nil {
-		return err
-	}
+	var err error
 	prep := func(dst **sql.Stmt, q string) {
 		if err == nil {
 			*dst, err = e.db.PrepareContext(ctx, q)
@@ -190,6 +176,21 @@ func (e *Engine) DeviceID() string { return e.deviceID }
 
 // Close closes the store. Nothing is lost: every Save already committed.
 func (e *Engine) Close() error { return e.db.Close() }
+
+// requeueInterrupted puts back in the queue the ops a crashed process left
+// "sending"; their trail says the attempt was interrupted. Only the holder
+// of the sync lock calls it.
+func (e *Engine) requeueInterrupted(ctx context.Context) error {
+	return e.update(ctx, func(tx *sql.Tx) error {
+		now := time.Now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, message)
+			SELECT seq, ?, 'interrupted', 'the app stopped while this op was being sent' FROM outbox WHERE status = 'sending'`, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued' WHERE status = 'sending'`)
+		return err
+	})
+}
 
 // update runs fn in one write transaction.
 func (e *Engine) update(ctx context.Context, fn func(*sql.Tx) error) error {

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -44,7 +45,15 @@ func (e *Engine) Sync(ctx context.Context) (Report, error) {
 	}
 	e.syncMu.Lock()
 	defer e.syncMu.Unlock()
-	err := e.push(ctx, &rep)
+	lock, err := lockSync(filepath.Join(e.cfg.Dir, "sync.lock"))
+	if err != nil {
+		return rep, err
+	}
+	defer lock.unlock()
+	if err := e.requeueInterrupted(ctx); err != nil {
+		return rep, err
+	}
+	err = e.push(ctx, &rep)
 	if err == nil {
 		err = e.pull(ctx, &rep)
 	}
