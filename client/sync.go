@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -476,7 +477,7 @@ func (e *Engine) resync(ctx context.Context, reason string) error {
 func (e *Engine) Run(ctx context.Context) error {
 	failures := 0
 	for {
-		_, err := e.Sync(ctx)
+		rep, err := e.Sync(ctx)
 		var wait time.Duration
 		switch {
 		case ctx.Err() != nil:
@@ -488,6 +489,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		default:
 			failures = 0
 			wait = e.cfg.Interval
+			level := slog.LevelDebug // an idle sync is not news
+			if rep.Sent > 0 || rep.Pulled > 0 || rep.Resynced {
+				level = slog.LevelInfo
+			}
+			e.log.Log(ctx, level, "synced", "sent", rep.Sent, "delivered", rep.Delivered, "conflicts", rep.Conflicts,
+				"rejected", rep.Rejected, "retry", rep.Retry, "pulled", rep.Pulled)
 		}
 		timer := time.NewTimer(wait)
 		select {

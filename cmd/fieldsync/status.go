@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fieldsync/fieldsync/client"
+)
+
+const statusUsage = `Usage: fieldsync status [--dir DIR] [--json]
+
+Say where this device stands: how many ops are in the queue and since
+when, how many were delivered, the last successful sync (or never), the
+last error, and what needs a person: ops the server rejected (with its
+reason) and fields changed on both sides. Works with no network at all.
+`
+
+// statusJSON is the --json form of the device's status, also served by
+// the agent at /status.
+type statusJSON struct {
+	Device        string         `json:"device"`
+	Counts        map[string]int `json:"counts"`
+	Pending       int            `json:"pending"`
+	OldestPending *time.Time     `json:"oldest_pending,omitempty"`
+	LastSync      *time.Time     `json:"last_sync,omitempty"`
+	LastAttempt   *time.Time     `json:"last_attempt,omitempty"`
+	LastError     string         `json:"last_error,omitempty"`
+	Resynced      string         `json:"resynced,omitempty"`
+	Attention     []opJSON       `json:"attention"`
+	Review        []reviewJSON   `json:"review"`
+	Failing       []opJSON       `json:"failing"`
+}
+
+// reviewJSON is a record with fields that need a person's review.
+type reviewJSON struct {
+	Type   string   `json:"type"`
+	ID     string   `json:"id"`
+	Number string   `json:"number,omitempty"`
+	Fields []string `json:"fields"`
+}
+
+// reviewRecords lists the records of type typ with fields to review.
+func reviewRecords(ctx context.Context, eng *client.Engine, typ string) ([]reviewJSON, error) {
+	views, err := eng.List(ctx, typ)
+	if err != nil {
+		return nil, err
+	}
+	out := []reviewJSON{}
+	for _, v := range views {
+		if len(v.Review) > 0 {
+			out = append(out, reviewJSON{Type: v.Type, ID: v.ID, Number: v.Number, Fields: v.Review})
+		}
+	}
+	return out, nil
+}
+
+func toStatusJSON(s client.Status) statusJSON {
+	out := statusJSON{
+		Device: s.DeviceID, Counts: s.Counts, Pending: s.Pending(), OldestPending: timePtr(s.OldestPending),
+		LastSync: timePtr(s.LastSync), LastAttempt: timePtr(s.LastAttempt), LastError: s.LastError, Resynced: s.Resynced,
+		Attention: []opJSON{}, Review: []reviewJSON{}, Failing: []opJSON{},
+	}
+	for _, o := range s.Attention {
+		out.Attention = append(out.Attention, toOpJSON(o, ""))
+	}
+	for _, o := range s.Failing {
+		out.Failing = append(out.Failing, toOpJSON(o, ""))
+	}
+	return out
+}
+
+// runStatus runs `fieldsync status`.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("status", statusUsage)
+	dir := dirFlag(cmd)
+	typ := typeFlag(cmd)
+	asJSON := cmd.Bool("json", false, "print JSON")
+	pos, err := cmd.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := cmd.noArgs(pos); err != nil {
+		return err
+	}
+	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	st, err := eng.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	review, err := reviewRecords(ctx, eng, *typ)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		out := toStatusJSON(st)
+		out.Review = review
+		return writeJSON(stdout, out)
+	}
+	printStatus(ctx, stdout, eng, st, review, *dir, time.Now())
+	return nil
+}
+
+func printStatus(ctx context.Context, w io.Writer, eng *client.Engine, st client.Status, review []reviewJSON, dir string, now time.Time) {
+	fmt.Fprintf(w, "device %s (%s)\n", st.DeviceID, dir)
+	line := fmt.Sprintf("in queue: %s", plural(st.Pending(), "op", "ops"))
+	if !st.OldestPending.IsZero() {
+		line += fmt.Sprintf(", oldest saved %s (%s)", fmtAge(now, st.OldestPending), fmtTime(st.OldestPending))
+	}
+	fmt.Fprintln(w, line)
+	if n := st.Counts[client.OpSending]; n > 0 {
+		fmt.Fprintf(w, "being sent: %s\n", plural(n, "op", "ops"))
+	}
+	fmt.Fprintf(w, "delivered: %s\n", plural(st.Counts[client.OpDelivered], "op", "ops"))
+	if n := st.Counts[client.OpConflict]; n > 0 {
+		fmt.Fprintf(w, "needs review: %s\n", plural(n, "op", "ops"))
+	}
+	if n := st.Counts[client.OpError]; n > 0 {
+		fmt.Fprintf(w, "rejected: %s\n", plural(n, "op", "ops"))
+	}
+	if n := st.Counts[client.OpDiscarded]; n > 0 {
+		fmt.Fprintf(w, "discarded: %s\n", plural(n, "op", "ops"))
+	}
+	if st.LastSync.IsZero() {
+		fmt.Fprintln(w, "last successful sync: never")
+	} else {
+		fmt.Fprintf(w, "last successful sync: %s (%s)\n", fmtAge(now, st.LastSync), fmtTime(st.LastSync))
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(w, "last error: %s", st.LastError)
+		if !st.LastAttempt.IsZero() {
+			fmt.Fprintf(w, " (%s)", fmtAge(now, st.LastAttempt))
+		}
+		fmt.Fprintln(w)
+	}
+	if st.Resynced != "" {
+		fmt.Fprintf(w, "started over with the server: %s\n", st.Resynced)
+	}
+	if len(st.Attention) == 0 && len(st.Failing) == 0 && len(review) == 0 {
+		fmt.Fprintln(w, "needs attention: nothing")
+		return
+	}
+	nums := numbers(ctx, eng, append(append([]client.OpInfo(nil), st.Attention...), st.Failing...))
+	if len(st.Attention) > 0 || len(review) > 0 {
+		fmt.Fprintln(w, "needs attention:")
+		for _, r := range review {
+			name := r.Number
+			if name == "" {
+				name = shortID(r.ID)
+			}
+			fmt.Fprintf(w, "  %s: %s changed on both sides, both values kept; see fieldsync show --dir %s --id %s\n",
+				name, strings.Join(r.Fields, ", "), shellQuote(dir), name)
+		}
+		for _, o := range st.Attention {
+			rec := opRecord(o, nums)
+			switch o.Status {
+			case client.OpError:
+				fmt.Fprintf(w, "  rejected: %s of %s (op %s): %s: %s\n", o.Kind, rec, o.ID, o.Code, o.Message)
+				fmt.Fprintf(w, "    save a corrected change, then: fieldsync discard --dir %s %s --yes\n", shellQuote(dir), o.ID)
+			case client.OpConflict:
+				fields := reviewFields(ctx, eng, o)
+				fmt.Fprintf(w, "  needs review: %s of %s (op %s), fields %s: %s\n", o.Kind, rec, o.ID, fields, o.Message)
+			}
+		}
+	}
+	if len(st.Failing) > 0 {
+		fmt.Fprintln(w, "failing for long (still queued, retried with backoff):")
+		for _, o := range st.Failing {
+			fmt.Fprintf(w, "  %s of %s (op %s): %s, queued %s; last: %s\n", o.Kind, opRecord(o, nums), o.ID,
+				plural(o.Attempts, "attempt", "attempts"), fmtAge(now, o.LocalTime), o.Message)
+		}
+	}
+}
+
+// reviewFields names the fields of a conflicting op that await review.
+func reviewFields(ctx context.Context, eng *client.Engine, o client.OpInfo) string {
+	v, err := eng.Get(ctx, o.Type, o.EntityID)
+	var names []string
+	if err == nil {
+		for _, f := range v.Review {
+			if _, ok := o.Fields[f]; ok || o.Kind == "delete" {
+				names = append(names, f)
+			}
+		}
+	}
+	if len(names) == 0 {
+		names = sortedFieldNames(o.Fields)
+	}
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ", ")
+}
