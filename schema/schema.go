@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"regexp"
 	"sort"
@@ -90,6 +91,9 @@ func Parse(data []byte) (*Schema, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("schema: data after the schema document")
+	}
 	if s.Version < 1 {
 		return nil, fmt.Errorf("schema: version must be 1 or more")
 	}
@@ -118,6 +122,9 @@ func Parse(data []byte) (*Schema, error) {
 func checkField(f *Field, inList bool) error {
 	if f == nil {
 		return fmt.Errorf("empty field")
+	}
+	if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
+		return fmt.Errorf("min %v is above max %v", *f.Min, *f.Max)
 	}
 	switch f.Type {
 	case TypeString, TypeInt, TypeNumber, TypeBool, TypeTime, TypeObject:

@@ -223,12 +223,14 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 
 // clash reports whether a field last changed as m was changed since op's
 // base version by someone the op's author had not seen: another device,
-// the office, or a later op of its own.
+// the office, or a later op of its own. Office edits all share one
+// device id while coming from different people, so an office edit never
+// counts as the author's own.
 func clash(m fieldsync.FieldMeta, op *fieldsync.Op) bool {
 	if m.Version <= op.BaseVersion {
 		return false
 	}
-	return !(m.By == op.DeviceID && m.Seq < op.Seq)
+	return !(m.By == op.DeviceID && m.By != OfficeDevice && m.Seq < op.Seq)
 }
 
 func conflictMessage(cs []fieldsync.FieldConflict) string {
@@ -242,7 +244,7 @@ func conflictMessage(cs []fieldsync.FieldConflict) string {
 func short(v json.RawMessage) string {
 	s := string(v)
 	if len(s) > 60 {
-		s = s[:57] + "..."
+		s = strings.ToValidUTF8(s[:57], "") + "..."
 	}
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,9 +72,31 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+protocol.PathInfo, s.handleInfo)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := s.allowed(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			s.writeError(w, r, fieldsync.Errorf(fieldsync.EMethodNotAllowed, "%s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
 		s.writeError(w, r, fieldsync.Errorf(fieldsync.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return s, nil
+}
+
+// allowed returns the methods served on r's path, other than r's own: a
+// request that only the catch-all route matched but another method would
+// have is refused with 405 rather than 404.
+func (s *Server) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // ServeHTTP implements http.Handler.
@@ -147,8 +170,10 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 }
 
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, fieldsync.Errorf(fieldsync.EUnsupportedMedia, "content type %q is not accepted: send application/json", ct)
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, fieldsync.Errorf(fieldsync.EUnsupportedMedia, "content type %q is not accepted: send application/json", ct)
+		}
 	}
 	return protocol.ReadBody(r.Body, r.Header.Get("Content-Encoding"), s.max)
 }

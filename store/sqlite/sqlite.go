@@ -73,8 +73,8 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 	}
 	tx := &tx{ctx: ctx, tx: sqltx, stmts: map[string]*sql.Stmt{}}
 	defer tx.close()
+	defer sqltx.Rollback() // after a commit, a no-op; after a panic, releases the write lock
 	if err := fn(tx); err != nil {
-		sqltx.Rollback()
 		return err
 	}
 	if err := sqltx.Commit(); err != nil {
@@ -330,7 +330,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]fieldsyn
 // ChangeTag implements fieldsync.Store.
 func (s *Store) ChangeTag(ctx context.Context, seq int64) (string, bool, error) {
 	var id string
-	err := s.db.QueryRowContext(ctx, `SELECT op_id FROM ops WHERE change_seq = ?`, seq).Scan(&id)
+	err := s.db.QueryRowContext(ctx, `SELECT op_id FROM ops WHERE change_seq = ? AND change_seq > 0`, seq).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
