@@ -106,8 +106,15 @@ func (e *Engine) push(ctx context.Context, rep *Report) error {
 // nextBatch loads queued ops after seq `after`, in device order, up to the
 // batch size and about half the server's body limit.
 func (e *Engine) nextBatch(ctx context.Context, after int64) ([]pending, error) {
-	rows, err := e.db.QueryContext(ctx, `SELECT seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time
-		FROM outbox WHERE status = 'queued' AND seq > ? ORDER BY seq LIMIT ?`, after, e.cfg.BatchSize)
+	// An op whose predecessor was discarded names the op before that one
+	// instead: a discarded op is never sent again, so a server that lost
+	// it (restored from a backup) would otherwise wait for it forever.
+	rows, err := e.db.QueryContext(ctx, `SELECT o.seq, o.op_id, o.type, o.entity_id, o.kind, o.base_version,
+		CASE WHEN p.status = 'discarded' THEN (SELECT coalesce(max(q.seq), 0) FROM outbox q
+			WHERE q.type = o.type AND q.entity_id = o.entity_id AND q.seq < o.seq AND q.status != 'discarded')
+		ELSE o.prev_seq END, o.fields, o.local_time
+		FROM outbox o LEFT JOIN outbox p ON p.seq = o.prev_seq
+		WHERE o.status = 'queued' AND o.seq > ? ORDER BY o.seq LIMIT ?`, after, e.cfg.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -455,10 +462,11 @@ func (e *Engine) resync(ctx context.Context, reason string) error {
 	return e.update(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UnixMilli()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (op_seq, at, outcome, message)
-			SELECT seq, ?, 'resend', ? FROM outbox WHERE status IN ('delivered', 'conflict')`, now, "sent again: "+reason); err != nil {
+			SELECT seq, ?, 'resend', ? FROM outbox WHERE status IN ('delivered', 'conflict', 'error')`, now, "sent again: "+reason); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued' WHERE status IN ('delivered', 'conflict')`); err != nil {
+		// Rejected ops too: later ops on their record wait for them.
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued' WHERE status IN ('delivered', 'conflict', 'error')`); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM records`); err != nil {
