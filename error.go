@@ -35,6 +35,8 @@ const (
 	ESeqReused         Code = "seq_reused"
 	EWaitingForEarlier Code = "waiting_for_earlier" // an earlier op on the record is not here yet
 	EFieldConflict     Code = "field_conflict"
+	EAlreadySettled    Code = "already_settled" // the conflict was settled before
+	ENoConflict        Code = "no_conflict"     // nothing to settle on that field
 )
 
 // retryable lists the codes for which sending the same thing again later

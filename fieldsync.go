@@ -21,12 +21,13 @@ const (
 	KindUpdate OpKind = "update"
 	KindDelete OpKind = "delete"
 	KindAppend OpKind = "append"
+	KindSettle OpKind = "settle" // settles a conflict on one field
 )
 
 // Valid reports whether k is a known kind.
 func (k OpKind) Valid() bool {
 	switch k {
-	case KindCreate, KindUpdate, KindDelete, KindAppend:
+	case KindCreate, KindUpdate, KindDelete, KindAppend, KindSettle:
 		return true
 	}
 	return false
@@ -49,6 +50,7 @@ type Op struct {
 	BaseVersion int64 // the record version the device had seen
 	Fields      map[string]json.RawMessage
 	LocalTime   time.Time // the device's clock: informative only
+	HLC         HLC       // hybrid logical clock when made: orders last-writer-wins
 }
 
 // ResultStatus is the server's verdict on one operation.
@@ -73,14 +75,24 @@ func (s ResultStatus) Final() bool {
 
 // Result is the server's answer for one operation.
 type Result struct {
-	OpID      string
-	Status    ResultStatus
-	Version   int64  // the record's version after the op (applied, conflict)
-	Number    string // the record's human number, e.g. WO-1042
-	Code      Code   // why, for rejected, conflict and retry
-	Message   string // human-readable reason
-	Conflicts []FieldConflict
-	Recorded  *Result // for a duplicate: the result recorded the first time
+	OpID       string
+	Status     ResultStatus
+	Version    int64  // the record's version after the op (applied, conflict)
+	Number     string // the record's human number, e.g. WO-1042
+	Code       Code   // why, for rejected, conflict and retry
+	Message    string // human-readable reason
+	Conflicts  []FieldConflict
+	Overridden []Overridden // values that lost to a field policy
+	Recorded   *Result      // for a duplicate: the result recorded the first time
+}
+
+// Overridden is a value that lost a clash settled by a field's policy. It
+// is recorded, never silently dropped.
+type Overridden struct {
+	Field  string
+	Value  json.RawMessage // the value that lost
+	By     string          // who had written it
+	Policy string          // the policy that decided
 }
 
 // Effective is the result that decides the op's fate: the recorded one for
@@ -107,6 +119,10 @@ type FieldMeta struct {
 	Version int64  `json:"v"`
 	By      string `json:"by"`
 	Seq     int64  `json:"seq"`
+	Role    string `json:"role,omitempty"`
+	HLC     HLC    `json:"hlc,omitempty"`
+	OpID    string `json:"op,omitempty"`
+	At      int64  `json:"at,omitempty"` // server time of the change, Unix milliseconds
 }
 
 // Record is the server's state of one entity.
@@ -119,6 +135,7 @@ type Record struct {
 	Fields    map[string]json.RawMessage
 	Meta      map[string]FieldMeta // per field: last change
 	Review    []string             // fields that need a person's review
+	Conflicts []Conflict           // open and settled conflicts of the record
 	Seq       int64                // position in the server's change feed
 	UpdatedAt time.Time
 }

@@ -53,7 +53,7 @@ type Config struct {
 	HTTPClient *http.Client // default: a client with sane timeouts
 	Logger     *slog.Logger // default: discard
 
-	BatchSize      int           // ops per push (default 500, at most protocol.MaxBatchOps)
+	BatchSize      int           // ops per push (default 1000, at most protocol.MaxBatchOps)
 	PullLimit      int           // records per pull page (default 1000)
 	RequestTimeout time.Duration // per HTTP request (default 60s)
 	MinBackoff     time.Duration // first retry delay (default 1s)
@@ -95,7 +95,7 @@ type Engine struct {
 	syncMu sync.Mutex    // one sync at a time in this process
 	kick   chan struct{} // Save wakes Run
 
-	stmtNextSeq, stmtBase, stmtPrev, stmtInsert *sql.Stmt
+	stmtNextSeq, stmtHLC, stmtBase, stmtPrev, stmtInsert *sql.Stmt
 }
 
 // Open opens or creates the device store in cfg.Dir.
@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 500
+		cfg.BatchSize = protocol.MaxBatchOps
 	}
 	if cfg.PullLimit == 0 {
 		cfg.PullLimit = 1000
@@ -164,10 +164,11 @@ func (e *Engine) init(ctx context.Context) error {
 		}
 	}
 	prep(&e.stmtNextSeq, `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value - 1`)
+	prep(&e.stmtHLC, `UPDATE counters SET value = max(value + 1, ?) WHERE name = 'hlc' RETURNING value`)
 	prep(&e.stmtBase, `SELECT version FROM records WHERE type = ? AND id = ?`)
 	prep(&e.stmtPrev, `SELECT coalesce(max(seq), 0) FROM outbox WHERE type = ? AND entity_id = ?`)
-	prep(&e.stmtInsert, `INSERT INTO outbox (seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time)
-		VALUES (?,?,?,?,?,?,?,?,?)`)
+	prep(&e.stmtInsert, `INSERT INTO outbox (seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time, hlc)
+		VALUES (?,?,?,?,?,?,?,?,?,?)`)
 	return err
 }
 
@@ -239,6 +240,11 @@ func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 		if err := tx.StmtContext(ctx, e.stmtNextSeq).QueryRowContext(ctx).Scan(&op.Seq); err != nil {
 			return err
 		}
+		// The device's hybrid logical clock: at least the wall clock, above
+		// every reading issued or seen, kept across restarts.
+		if err := tx.StmtContext(ctx, e.stmtHLC).QueryRowContext(ctx, int64(fieldsync.HLCFromTime(op.LocalTime))).Scan(&op.HLC); err != nil {
+			return err
+		}
 		err := tx.StmtContext(ctx, e.stmtBase).QueryRowContext(ctx, op.EntityType, op.EntityID).Scan(&op.BaseVersion)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -250,7 +256,7 @@ func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 			return err
 		}
 		_, err = tx.StmtContext(ctx, e.stmtInsert).ExecContext(ctx, op.Seq, op.ID, op.EntityType, op.EntityID, string(op.Kind),
-			op.BaseVersion, op.PrevSeq, string(fields), op.LocalTime.UnixMilli())
+			op.BaseVersion, op.PrevSeq, string(fields), op.LocalTime.UnixMilli(), int64(op.HLC))
 		return err
 	})
 	if err != nil {

@@ -22,9 +22,21 @@ type Status struct {
 	LastError     string   // of the last sync attempt, "" if it succeeded
 	Resynced      string   // when and why the device last started over with the server
 	Attention     []OpInfo // rejected ops and ops with fields to review
+	Reviews       []Review // open conflicts a person must settle
 	Failing       []OpInfo // queued ops that failed 5 times or more
 	Cursor        string
 }
+
+// Review is one open conflict on a record, as the device knows it.
+type Review struct {
+	Type     string
+	ID       string
+	Number   string
+	Conflict fieldsync.Conflict
+}
+
+// NeedsReview is the number of open conflicts not yet settled on the device.
+func (s Status) NeedsReview() int { return len(s.Reviews) }
 
 // Pending is the number of ops not yet delivered.
 func (s Status) Pending() int { return s.Counts[OpQueued] + s.Counts[OpSending] }
@@ -110,6 +122,9 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	if s.Failing, err = e.ops(ctx, tx, `status = 'queued' AND attempts >= 5`, 100); err != nil {
 		return s, err
 	}
+	if s.Reviews, err = e.reviews(ctx, tx); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -188,4 +203,35 @@ func (e *Engine) Op(ctx context.Context, opID string) (OpInfo, []Attempt, error)
 func ErrNotFound(err error) bool {
 	var fe *fieldsync.Error
 	return errors.As(err, &fe) && fe.Code == fieldsync.ENotFound
+}
+
+// reviews lists the open conflicts of every record, minus those the device
+// has already settled in an op not yet confirmed.
+func (e *Engine) reviews(ctx context.Context, tx *sql.Tx) ([]Review, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT type, id FROM records WHERE conflicts != '[]' ORDER BY type, id`)
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ typ, id string }
+	var keys []key
+	for rows.Next() {
+		var k key
+		if err := rows.Scan(&k.typ, &k.id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	var out []Review
+	for _, k := range keys {
+		v, err := e.view(ctx, tx, k.typ, k.id)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range v.Conflicts {
+			out = append(out, Review{Type: v.Type, ID: v.ID, Number: v.Number, Conflict: c})
+		}
+	}
+	return out, nil
 }

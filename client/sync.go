@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fieldsync/fieldsync"
@@ -76,31 +77,157 @@ type pending struct {
 	raw []byte
 }
 
+// push sends every queued op in batches. Batches are pipelined: while one
+// is on the wire, the device stores the answers to the one before and
+// prepares the one after, so the device's disk work overlaps the server's.
+// The server still gets one batch at a time, in device order.
 func (e *Engine) push(ctx context.Context, rep *Report) error {
 	var total int
 	if err := e.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE status = 'queued'`).Scan(&total); err != nil {
 		return err
 	}
 	done := 0
-	after := int64(0)
-	for {
-		batch, err := e.nextBatch(ctx, after)
-		if err != nil {
-			return err
+	cur, err := e.prepareBatch(ctx, 0)
+	if err != nil || cur == nil {
+		return err
+	}
+	var prev *outgoing // sent, answers not yet stored
+	var firstErr error
+	keep := func(err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
-		if len(batch) == 0 {
-			return nil
-		}
-		after = batch[len(batch)-1].op.Seq
-		n, err := e.pushBatch(ctx, batch, rep)
+	}
+	store := func(b *outgoing) {
+		n, err := e.storeBatch(ctx, b, rep)
 		done += n
 		if e.cfg.Progress != nil {
 			e.cfg.Progress(Progress{Stage: "push", Done: done, Total: total})
 		}
-		if err != nil {
-			return err
+		keep(err)
+		keep(b.sendErr)
+	}
+	for cur != nil {
+		sent := make(chan struct{})
+		go func(b *outgoing) {
+			defer close(sent)
+			b.results, b.sendErr = e.send(ctx, b.body)
+		}(cur)
+		rep.Sent += len(cur.batch)
+		var next *outgoing
+		if prev != nil {
+			store(prev)
+			prev = nil
+		}
+		if firstErr == nil {
+			next, err = e.prepareBatch(ctx, cur.batch[len(cur.batch)-1].op.Seq)
+			keep(err)
+		}
+		<-sent
+		prev, cur = cur, next
+		if firstErr != nil || prev.sendErr != nil {
+			store(prev)
+			prev = nil
+			if cur != nil {
+				keep(e.unprepare(ctx, cur))
+			}
+			return firstErr
 		}
 	}
+	if prev != nil {
+		store(prev)
+	}
+	return firstErr
+}
+
+// outgoing is a batch marked as being sent, with its encoded body, and
+// once sent, the answers received.
+type outgoing struct {
+	batch   []pending
+	body    []byte
+	at      int64 // Unix milliseconds when it was marked
+	results []protocol.Result
+	sendErr error
+}
+
+// prepareBatch loads the next batch after seq `after`, marks it as being
+// sent (a crash from here on is seen when the device next syncs) and
+// encodes it. It returns nil when nothing is queued.
+func (e *Engine) prepareBatch(ctx context.Context, after int64) (*outgoing, error) {
+	batch, err := e.nextBatch(ctx, after)
+	if err != nil || len(batch) == 0 {
+		return nil, err
+	}
+	b := &outgoing{batch: batch, at: time.Now().UnixMilli()}
+	err = e.update(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sending', attempts = attempts + 1
+			WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'queued'`, seqList(batch))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	req := protocol.PushRequest{Device: e.deviceID, Ops: make([]protocol.Op, len(batch))}
+	for i := range batch {
+		req.Ops[i] = protocol.FromOp(&batch[i].op)
+	}
+	var buf bytes.Buffer
+	zw := gzipWriters.Get().(*gzip.Writer)
+	zw.Reset(&buf)
+	err = json.NewEncoder(zw).Encode(&req)
+	if err == nil {
+		err = zw.Close()
+	}
+	zw.Reset(nil)
+	gzipWriters.Put(zw)
+	if err != nil {
+		return nil, errors.Join(err, e.unprepare(ctx, b))
+	}
+	b.body = buf.Bytes()
+	return b, nil
+}
+
+// gzipWriters keeps compressors for reuse: each holds about a megabyte of
+// state that would otherwise be allocated per batch.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
+
+// unprepare puts a batch that was marked but never sent back in the queue,
+// as it was.
+func (e *Engine) unprepare(ctx context.Context, b *outgoing) error {
+	return e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(context.WithoutCancel(ctx), `UPDATE outbox SET status = 'queued', attempts = attempts - 1
+			WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'sending'`, seqList(b.batch))
+		return err
+	})
+}
+
+// seqList is the JSON array of a batch's sequence numbers.
+func seqList(batch []pending) string {
+	buf := make([]byte, 0, 8*len(batch)+2)
+	buf = append(buf, '[')
+	for i, p := range batch {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, p.op.Seq, 10)
+	}
+	return string(append(buf, ']'))
+}
+
+// storeBatch stores every answer received for a sent batch, even from a
+// cut response: those ops were committed by the server. The rest go back
+// to the queue. It returns how many ops got a final answer.
+func (e *Engine) storeBatch(ctx context.Context, b *outgoing, rep *Report) (int, error) {
+	final := 0
+	err := e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		var err error
+		final, err = e.storeResults(ctx, tx, b.batch, b.results, b.sendErr, b.at, rep)
+		return err
+	})
+	return final, err
 }
 
 // nextBatch loads queued ops after seq `after`, in device order, up to the
@@ -112,7 +239,7 @@ func (e *Engine) nextBatch(ctx context.Context, after int64) ([]pending, error) 
 	rows, err := e.db.QueryContext(ctx, `SELECT o.seq, o.op_id, o.type, o.entity_id, o.kind, o.base_version,
 		CASE WHEN p.status = 'discarded' THEN (SELECT coalesce(max(q.seq), 0) FROM outbox q
 			WHERE q.type = o.type AND q.entity_id = o.entity_id AND q.seq < o.seq AND q.status != 'discarded')
-		ELSE o.prev_seq END, o.fields, o.local_time
+		ELSE o.prev_seq END, o.fields, o.local_time, o.hlc
 		FROM outbox o LEFT JOIN outbox p ON p.seq = o.prev_seq
 		WHERE o.status = 'queued' AND o.seq > ? ORDER BY o.seq LIMIT ?`, after, e.cfg.BatchSize)
 	if err != nil {
@@ -125,7 +252,7 @@ func (e *Engine) nextBatch(ctx context.Context, after int64) ([]pending, error) 
 		var p pending
 		var kind string
 		var local int64
-		if err := rows.Scan(&p.op.Seq, &p.op.ID, &p.op.EntityType, &p.op.EntityID, &kind, &p.op.BaseVersion, &p.op.PrevSeq, &p.raw, &local); err != nil {
+		if err := rows.Scan(&p.op.Seq, &p.op.ID, &p.op.EntityType, &p.op.EntityID, &kind, &p.op.BaseVersion, &p.op.PrevSeq, &p.raw, &local, &p.op.HLC); err != nil {
 			return nil, err
 		}
 		p.op.Kind = fieldsync.OpKind(kind)
@@ -141,52 +268,6 @@ func (e *Engine) nextBatch(ctx context.Context, after int64) ([]pending, error) 
 		out = append(out, p)
 	}
 	return out, rows.Err()
-}
-
-// pushBatch sends one batch and stores each answer. It returns how many
-// ops got a final answer.
-func (e *Engine) pushBatch(ctx context.Context, batch []pending, rep *Report) (int, error) {
-	now := time.Now().UnixMilli()
-	// Mark the batch as being sent; a crash from here on is seen at Open.
-	err := e.update(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE seq = ? AND status = 'queued'`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for _, p := range batch {
-			if _, err := st.ExecContext(ctx, p.op.Seq); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	rep.Sent += len(batch)
-
-	req := protocol.PushRequest{Device: e.deviceID, Ops: make([]protocol.Op, len(batch))}
-	for i := range batch {
-		req.Ops[i] = protocol.FromOp(&batch[i].op)
-	}
-	results, sendErr := e.send(ctx, &req)
-
-	// Store every answer received, even from a cut response: those ops
-	// were committed by the server. The rest go back to the queue.
-	final := 0
-	err = e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-		var err error
-		final, err = e.storeResults(ctx, tx, batch, results, sendErr, now, rep)
-		return err
-	})
-	if err != nil {
-		return final, err
-	}
-	if sendErr != nil {
-		return final, sendErr
-	}
-	return final, nil
 }
 
 func (e *Engine) storeResults(ctx context.Context, tx *sql.Tx, batch []pending, results []protocol.Result, sendErr error, now int64, rep *Report) (int, error) {
@@ -265,18 +346,12 @@ func (e *Engine) storeResults(ctx context.Context, tx *sql.Tx, batch []pending, 
 	return final, nil
 }
 
-// send posts a batch and decodes the answers it gets. On a cut response it
+// send posts an encoded batch and decodes the answers it gets. On a cut response it
 // returns the complete answers read before the cut, and an error.
-func (e *Engine) send(ctx context.Context, req *protocol.PushRequest) ([]protocol.Result, error) {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err := json.NewEncoder(zw).Encode(req); err != nil {
-		return nil, err
-	}
-	zw.Close()
+func (e *Engine) send(ctx context.Context, body []byte) ([]protocol.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.ServerURL+protocol.PathPush, &buf)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.ServerURL+protocol.PathPush, bytes.NewReader(body))
 	if err != nil {
 		return nil, fieldsync.Errorf(fieldsync.EInvalidRequest, "server URL: %v", err)
 	}
@@ -425,10 +500,10 @@ func (e *Engine) fetchChanges(ctx context.Context, cursor string) (*protocol.Cha
 }
 
 func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.ChangesResponse) error {
-	st, err := tx.PrepareContext(ctx, `INSERT INTO records (type, id, number, version, deleted, fields, review, seq, updated)
-		VALUES (?,?,?,?,?,?,?,?,?)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO records (type, id, number, version, deleted, fields, review, conflicts, seq, updated)
+		VALUES (?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version, deleted = excluded.deleted,
-		fields = excluded.fields, review = excluded.review, seq = excluded.seq, updated = excluded.updated
+		fields = excluded.fields, review = excluded.review, conflicts = excluded.conflicts, seq = excluded.seq, updated = excluded.updated
 		WHERE excluded.seq > records.seq`)
 	if err != nil {
 		return err
@@ -447,7 +522,18 @@ func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.Chang
 		if c.Review == nil {
 			review = []byte("[]")
 		}
-		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), string(review), c.Seq, c.Updated.UnixMilli()); err != nil {
+		conflicts, _ := json.Marshal(c.Conflicts)
+		if c.Conflicts == nil {
+			conflicts = []byte("[]")
+		}
+		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), string(review), string(conflicts), c.Seq, c.Updated.UnixMilli()); err != nil {
+			return err
+		}
+	}
+	// Observe the server's clock: what this device does next is later
+	// than everything it has seen.
+	if page.HLC > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE counters SET value = max(value, ?) WHERE name = 'hlc'`, page.HLC); err != nil {
 			return err
 		}
 	}

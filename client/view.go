@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"time"
 
@@ -29,10 +30,11 @@ type View struct {
 	Version      int64  // confirmed version
 	Deleted      bool
 	Fields       map[string]json.RawMessage
-	Review       []string // fields awaiting review
-	State        string   // RecordReady, RecordSent, RecordReview, RecordError
-	Pending      int      // ops not yet delivered
-	OnlyOnDevice bool     // the server has not confirmed the record yet
+	Review       []string             // fields awaiting review
+	Conflicts    []fieldsync.Conflict // open conflicts not yet settled on this device
+	State        string               // RecordReady, RecordSent, RecordReview, RecordError
+	Pending      int                  // ops not yet delivered
+	OnlyOnDevice bool                 // the server has not confirmed the record yet
 }
 
 // Get returns the view of one record; ENotFound when the device knows of
@@ -86,9 +88,9 @@ func (e *Engine) List(ctx context.Context, typ string) ([]View, error) {
 
 func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, error) {
 	v := View{Type: typ, ID: id, Fields: map[string]json.RawMessage{}}
-	var fields, review string
-	err := tx.QueryRowContext(ctx, `SELECT number, version, deleted, fields, review FROM records WHERE type = ? AND id = ?`, typ, id).
-		Scan(&v.Number, &v.Version, &v.Deleted, &fields, &review)
+	var fields, review, conflicts string
+	err := tx.QueryRowContext(ctx, `SELECT number, version, deleted, fields, review, conflicts FROM records WHERE type = ? AND id = ?`, typ, id).
+		Scan(&v.Number, &v.Version, &v.Deleted, &fields, &review, &conflicts)
 	known := err == nil
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -101,6 +103,15 @@ func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, er
 		}
 		if err := json.Unmarshal([]byte(review), &v.Review); err != nil {
 			return v, err
+		}
+		var all []fieldsync.Conflict
+		if err := json.Unmarshal([]byte(conflicts), &all); err != nil {
+			return v, err
+		}
+		for _, c := range all {
+			if c.Open() {
+				v.Conflicts = append(v.Conflicts, c)
+			}
 		}
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT op_id, kind, fields, local_time, status, result, result_version, number
@@ -122,21 +133,30 @@ func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, er
 		if number != "" && v.Number == "" {
 			v.Number = number
 		}
+		var f map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return v, err
+		}
 		var skip []string // fields the server did not take
 		switch status {
 		case OpDelivered, OpConflict:
 			if rv <= v.Version { // already in the confirmed state
 				continue
 			}
-			if status == OpConflict {
-				var w protocol.Result
-				json.Unmarshal([]byte(result), &w)
-				eff := protocol.ToResult(&w).Effective()
-				for _, c := range eff.Conflicts {
-					skip = append(skip, c.Field)
-					if !slices.Contains(v.Review, c.Field) {
-						v.Review = append(v.Review, c.Field)
-					}
+			// Until the next pull, show what the server decided: fields
+			// kept for review or lost to a policy are not overlaid.
+			var w protocol.Result
+			json.Unmarshal([]byte(result), &w)
+			eff := protocol.ToResult(&w).Effective()
+			for _, c := range eff.Conflicts {
+				skip = append(skip, c.Field)
+				if !slices.Contains(v.Review, c.Field) {
+					v.Review = append(v.Review, c.Field)
+				}
+			}
+			for _, o := range eff.Overridden {
+				if o.By == e.deviceID && jsonSame(o.Value, f[o.Field]) {
+					skip = append(skip, o.Field)
 				}
 			}
 		case OpQueued, OpSending:
@@ -147,9 +167,9 @@ func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, er
 		default:
 			continue
 		}
-		var f map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &f); err != nil {
-			return v, err
+		if fieldsync.OpKind(kind) == fieldsync.KindSettle {
+			settleLocally(&v, f)
+			continue
 		}
 		overlay(&v, fieldsync.OpKind(kind), opID, e.deviceID, time.UnixMilli(local).UTC(), f, skip)
 	}
@@ -170,6 +190,43 @@ func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, er
 		v.State = RecordSent
 	}
 	return v, nil
+}
+
+// settleLocally shows a settlement made on the device before the server
+// has it: the chosen value, and the field no longer awaiting review.
+func settleLocally(v *View, fields map[string]json.RawMessage) {
+	for field, raw := range fields {
+		var st fieldsync.Settle
+		if json.Unmarshal(raw, &st) != nil {
+			continue
+		}
+		for i, c := range v.Conflicts {
+			if c.ID != st.Conflict {
+				continue
+			}
+			switch st.Choice {
+			case fieldsync.ChoiceTakeDevice:
+				if len(c.Theirs) > 0 {
+					val := c.Theirs[len(c.Theirs)-1].Value
+					for _, t := range c.Theirs {
+						if st.Op != "" && t.OpID == st.Op {
+							val = t.Value
+						}
+					}
+					v.Fields[field] = val
+				}
+			case fieldsync.ChoiceNewValue:
+				if string(st.Value) == "null" {
+					delete(v.Fields, field)
+				} else {
+					v.Fields[field] = st.Value
+				}
+			}
+			v.Conflicts = slices.Delete(v.Conflicts, i, i+1)
+			v.Review = slices.DeleteFunc(v.Review, func(f string) bool { return f == field })
+			break
+		}
+	}
 }
 
 // overlay applies one not-yet-confirmed op to a view, as the server would.
@@ -200,4 +257,15 @@ func overlay(v *View, kind fieldsync.OpKind, opID, device string, at time.Time, 
 	case fieldsync.KindDelete:
 		v.Deleted = true
 	}
+}
+
+func jsonSame(a, b json.RawMessage) bool {
+	if string(a) == string(b) {
+		return true
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }

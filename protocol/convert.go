@@ -19,6 +19,7 @@ func FromOp(op *fieldsync.Op) Op {
 		Base:   op.BaseVersion,
 		Fields: op.Fields,
 		At:     op.LocalTime.UnixMilli(),
+		HLC:    int64(op.HLC),
 	}
 }
 
@@ -35,6 +36,7 @@ func ToOp(w *Op, device string) fieldsync.Op {
 		BaseVersion: w.Base,
 		Fields:      w.Fields,
 		LocalTime:   time.UnixMilli(w.At).UTC(),
+		HLC:         fieldsync.HLC(w.HLC),
 	}
 }
 
@@ -53,6 +55,9 @@ func FromResult(r *fieldsync.Result) Result {
 			Field: c.Field, ServerValue: c.ServerValue, DeviceValue: c.DeviceValue,
 			ServerVersion: c.ServerVersion, ServerBy: c.ServerBy,
 		})
+	}
+	for _, o := range r.Overridden {
+		w.Overridden = append(w.Overridden, Overridden{Field: o.Field, Value: o.Value, By: o.By, Policy: o.Policy})
 	}
 	if r.Recorded != nil {
 		rec := FromResult(r.Recorded)
@@ -77,6 +82,9 @@ func ToResult(w *Result) fieldsync.Result {
 			ServerVersion: c.ServerVersion, ServerBy: c.ServerBy,
 		})
 	}
+	for _, o := range w.Overridden {
+		r.Overridden = append(r.Overridden, fieldsync.Overridden{Field: o.Field, Value: o.Value, By: o.By, Policy: o.Policy})
+	}
 	if w.Recorded != nil {
 		rec := ToResult(w.Recorded)
 		r.Recorded = &rec
@@ -88,7 +96,7 @@ func ToResult(w *Result) fieldsync.Result {
 func FromRecord(r *fieldsync.Record) Record {
 	return Record{
 		Type: r.Type, ID: r.ID, Number: r.Number, Version: r.Version,
-		Deleted: r.Deleted, Fields: r.Fields, Review: r.Review, Seq: r.Seq,
+		Deleted: r.Deleted, Fields: r.Fields, Review: r.Review, Conflicts: r.Conflicts, Seq: r.Seq,
 		Updated: r.UpdatedAt.UTC(),
 	}
 }
@@ -97,7 +105,7 @@ func FromRecord(r *fieldsync.Record) Record {
 func ToRecord(w *Record) fieldsync.Record {
 	return fieldsync.Record{
 		Type: w.Type, ID: w.ID, Number: w.Number, Version: w.Version,
-		Deleted: w.Deleted, Fields: w.Fields, Review: w.Review, Seq: w.Seq,
+		Deleted: w.Deleted, Fields: w.Fields, Review: w.Review, Conflicts: w.Conflicts, Seq: w.Seq,
 		UpdatedAt: w.Updated,
 	}
 }

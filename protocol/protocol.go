@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"time"
 	"unicode/utf8"
 
@@ -57,7 +56,8 @@ type Op struct {
 	Kind   string                     `json:"kind"`
 	Base   int64                      `json:"base,omitempty"`
 	Fields map[string]json.RawMessage `json:"fields,omitempty"`
-	At     int64                      `json:"at"` // device local time, Unix milliseconds
+	At     int64                      `json:"at"`            // device local time, Unix milliseconds
+	HLC    int64                      `json:"hlc,omitempty"` // hybrid logical clock when made
 }
 
 // PushRequest is the body of POST /v1/push.
@@ -70,18 +70,28 @@ type PushRequest struct {
 // per op, in request order.
 type PushResponse struct {
 	Results []Result `json:"results"`
+	HLC     int64    `json:"hlc,omitempty"` // the server's clock: devices observe it
 }
 
 // Result is the wire form of fieldsync.Result.
 type Result struct {
-	Op        string     `json:"op"`
-	Status    string     `json:"status"`
-	Version   int64      `json:"version,omitempty"`
-	Number    string     `json:"number,omitempty"`
-	Code      string     `json:"code,omitempty"`
-	Message   string     `json:"message,omitempty"`
-	Conflicts []Conflict `json:"conflicts,omitempty"`
-	Recorded  *Result    `json:"recorded,omitempty"`
+	Op         string       `json:"op"`
+	Status     string       `json:"status"`
+	Version    int64        `json:"version,omitempty"`
+	Number     string       `json:"number,omitempty"`
+	Code       string       `json:"code,omitempty"`
+	Message    string       `json:"message,omitempty"`
+	Conflicts  []Conflict   `json:"conflicts,omitempty"`
+	Overridden []Overridden `json:"overridden,omitempty"`
+	Recorded   *Result      `json:"recorded,omitempty"`
+}
+
+// Overridden is the wire form of fieldsync.Overridden.
+type Overridden struct {
+	Field  string          `json:"field"`
+	Value  json.RawMessage `json:"value"`
+	By     string          `json:"by,omitempty"`
+	Policy string          `json:"policy"`
 }
 
 // Conflict is the wire form of fieldsync.FieldConflict.
@@ -95,15 +105,16 @@ type Conflict struct {
 
 // Record is one record in a changes page or a record read.
 type Record struct {
-	Type    string                     `json:"type"`
-	ID      string                     `json:"id"`
-	Number  string                     `json:"number,omitempty"`
-	Version int64                      `json:"version"`
-	Deleted bool                       `json:"deleted,omitempty"`
-	Fields  map[string]json.RawMessage `json:"fields,omitempty"`
-	Review  []string                   `json:"review,omitempty"`
-	Seq     int64                      `json:"seq"`
-	Updated time.Time                  `json:"updated"`
+	Type      string                     `json:"type"`
+	ID        string                     `json:"id"`
+	Number    string                     `json:"number,omitempty"`
+	Version   int64                      `json:"version"`
+	Deleted   bool                       `json:"deleted,omitempty"`
+	Fields    map[string]json.RawMessage `json:"fields,omitempty"`
+	Review    []string                   `json:"review,omitempty"`
+	Conflicts []fieldsync.Conflict       `json:"conflicts,omitempty"`
+	Seq       int64                      `json:"seq"`
+	Updated   time.Time                  `json:"updated"`
 }
 
 // ChangesResponse is the body of GET /v1/changes.
@@ -111,6 +122,7 @@ type ChangesResponse struct {
 	Changes []Record `json:"changes"`
 	Cursor  string   `json:"cursor"`
 	More    bool     `json:"more"`
+	HLC     int64    `json:"hlc,omitempty"` // the server's clock: devices observe it
 }
 
 // OpEntry is the server's record of one op (GET /v1/ops/{id}).
@@ -130,6 +142,36 @@ type RecordHistory struct {
 type EditRequest struct {
 	Base   int64                      `json:"base"`
 	Fields map[string]json.RawMessage `json:"fields"`
+}
+
+// SettleRequest is the body of POST /v1/records/{type}/{id}/settle: the
+// office settles a conflict on one field.
+type SettleRequest struct {
+	Field    string          `json:"field"`
+	Conflict string          `json:"conflict"`
+	Choice   string          `json:"choice"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	Op       string          `json:"op,omitempty"`
+	Note     string          `json:"note,omitempty"`
+}
+
+// DecodeSettle decodes and checks the shape of a settle body; the schema
+// checks the rest.
+func DecodeSettle(data []byte) (*SettleRequest, error) {
+	var req SettleRequest
+	if err := decodeStrict(data, &req); err != nil {
+		return nil, err
+	}
+	if !nameRE.MatchString(req.Field) {
+		return nil, invalid("field: want lowercase letters, digits and _")
+	}
+	if req.Conflict == "" {
+		return nil, invalid("conflict: name the conflict to settle")
+	}
+	if len(req.Value) > MaxFieldBytes {
+		return nil, fieldsync.Errorf(fieldsync.ETooLarge, "value: larger than %d bytes", MaxFieldBytes)
+	}
+	return &req, nil
 }
 
 // Created is the body of a 200 answer to POST /v1/records/{type} (an
@@ -160,12 +202,66 @@ type ErrorDetail struct {
 	Retryable bool   `json:"retryable"`
 }
 
+// The shapes of ids and names, checked by hand: they run several times
+// per op of every push, where a regular expression costs more than the
+// rest of the check.
 var (
-	uuidRE   = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	idRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	uuidRE   = matcher(isUUID) // ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
+	idRE     = matcher(isID)   // ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$
+	nameRE   = matcher(isName) // ^[a-z][a-z0-9_]{0,62}$
 	deviceRE = idRE
 )
+
+type matcher func(string) bool
+
+func (m matcher) MatchString(s string) bool { return m(s) }
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isName(s string) bool {
+	if len(s) < 1 || len(s) > 63 || !('a' <= s[0] && s[0] <= 'z') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidID reports whether s may be an entity or device id: 1–64 ASCII
 // letters, digits, '_', '.', '-', starting with a letter or digit.
@@ -291,7 +387,7 @@ func checkOp(op *Op, device string) error {
 		return invalid("entity: want an id of 1-64 letters, digits, '_', '.', '-'")
 	}
 	if !fieldsync.OpKind(op.Kind).Valid() {
-		return invalid("kind: %q is not create, update, delete or append", op.Kind)
+		return invalid("kind: %q is not create, update, delete, append or settle", op.Kind)
 	}
 	if op.Base < 0 {
 		return invalid("base: want 0 or more")
@@ -312,6 +408,12 @@ func checkOp(op *Op, device string) error {
 	}
 	if op.At < 0 {
 		return invalid("at: want Unix milliseconds")
+	}
+	if op.HLC < 0 {
+		return invalid("hlc: want 0 or more")
+	}
+	if op.Kind == string(fieldsync.KindSettle) && len(op.Fields) != 1 {
+		return invalid("fields: a settle names exactly one field")
 	}
 	return nil
 }

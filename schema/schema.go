@@ -232,6 +232,13 @@ func (s *Schema) CheckOp(op *fieldsync.Op, office bool) error {
 			}
 		case fieldsync.KindDelete:
 			return fieldsync.Errorf(fieldsync.EInvalidRequest, "a delete carries no fields")
+		case fieldsync.KindSettle:
+			if f.Type == TypeList {
+				return fieldsync.Errorf(fieldsync.EInvalidField, "field %q is append-only: it never conflicts", name)
+			}
+			if _, err := f.ParseSettle(v); err != nil {
+				return fieldsync.Errorf(fieldsync.EInvalidField, "field %q: %v", name, err)
+			}
 		}
 	}
 	if op.Kind == fieldsync.KindCreate {
@@ -243,6 +250,9 @@ func (s *Schema) CheckOp(op *fieldsync.Op, office bool) error {
 				}
 			}
 		}
+	}
+	if op.Kind == fieldsync.KindSettle && len(op.Fields) != 1 {
+		return fieldsync.Errorf(fieldsync.EInvalidRequest, "a settle names exactly one field")
 	}
 	if (op.Kind == fieldsync.KindUpdate || op.Kind == fieldsync.KindAppend) && len(op.Fields) == 0 {
 		return fieldsync.Errorf(fieldsync.EInvalidRequest, "an %s names at least one field", op.Kind)
@@ -329,6 +339,44 @@ func (f *Field) check(v json.RawMessage) error {
 		return fmt.Errorf("cannot hold a value")
 	}
 	return nil
+}
+
+// MaxNoteChars caps the note of a settlement.
+const MaxNoteChars = 2000
+
+// ParseSettle decodes and checks the content of a settle op for this field.
+func (f *Field) ParseSettle(v json.RawMessage) (fieldsync.Settle, error) {
+	var st fieldsync.Settle
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return st, fmt.Errorf("want a settlement {conflict, choice, value, op, note}")
+	}
+	if st.Conflict == "" || len(st.Conflict) > 80 {
+		return st, fmt.Errorf("name the conflict to settle")
+	}
+	switch st.Choice {
+	case fieldsync.ChoiceKeepServer, fieldsync.ChoiceTakeDevice:
+		if len(st.Value) > 0 {
+			return st, fmt.Errorf("a value goes only with choice %s", fieldsync.ChoiceNewValue)
+		}
+	case fieldsync.ChoiceNewValue:
+		if len(st.Value) == 0 {
+			return st, fmt.Errorf("choice %s needs a value", fieldsync.ChoiceNewValue)
+		}
+		if f.Required && isNull(st.Value) {
+			return st, fmt.Errorf("the field is required")
+		}
+		if err := f.check(st.Value); err != nil {
+			return st, err
+		}
+	default:
+		return st, fmt.Errorf("choice %q is not %s, %s or %s", st.Choice, fieldsync.ChoiceKeepServer, fieldsync.ChoiceTakeDevice, fieldsync.ChoiceNewValue)
+	}
+	if !utf8.ValidString(st.Note) || utf8.RuneCountInString(st.Note) > MaxNoteChars {
+		return st, fmt.Errorf("the note is longer than %d characters or not valid text", MaxNoteChars)
+	}
+	return st, nil
 }
 
 // check for list items: an item may not be null.

@@ -24,6 +24,30 @@ const OfficeDevice = "office"
 func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool) (fieldsync.Result, error) {
 	res := fieldsync.Result{OpID: op.ID}
 
+	if c, ok := tx.(opChecker); ok {
+		recorded, holder, prevFound, err := c.CheckOp(op.ID, op.DeviceID, op.Seq, op.PrevSeq)
+		if err != nil {
+			return res, err
+		}
+		switch {
+		case recorded != nil:
+			res.Status = fieldsync.StatusDuplicate
+			res.Recorded = recorded
+			return res, nil
+		case holder != "":
+			res.Status = fieldsync.StatusRejected
+			res.Code = fieldsync.ESeqReused
+			res.Message = fmt.Sprintf("sequence number %d of this device was already used by op %s", op.Seq, holder)
+			return res, nil
+		case !prevFound:
+			res.Status = fieldsync.StatusRetry
+			res.Code = fieldsync.EWaitingForEarlier
+			res.Message = fmt.Sprintf("waiting for this device's op number %d on the same record", op.PrevSeq)
+			return res, nil
+		}
+		return decideAndRecord(tx, sch, op, now, office, res)
+	}
+
 	// Exactly once: a known op id returns what was recorded, changing nothing.
 	if e, ok, err := tx.OpByID(op.ID); err != nil {
 		return res, err
@@ -54,7 +78,22 @@ func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now tim
 			return res, nil
 		}
 	}
+	return decideAndRecord(tx, sch, op, now, office, res)
+}
 
+// opChecker is an optional StoreTx capability: the op-log checks of an
+// incoming op (its id, its sequence number, the device's previous op on
+// the record) in one round trip, decoding only a recorded result that is
+// returned. CheckOp gives the recorded result of opID (nil if none), the
+// id of the op holding (device, seq) ("" if none), and whether op prev of
+// the device is recorded (true when prev is 0).
+type opChecker interface {
+	CheckOp(opID, device string, seq, prev int64) (recorded *fieldsync.Result, seqHolder string, prevFound bool, err error)
+}
+
+// decideAndRecord decides an op that passed the op-log checks and records
+// its result in tx.
+func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool, res fieldsync.Result) (fieldsync.Result, error) {
 	entry := fieldsync.OpEntry{Op: *op, ReceivedAt: now}
 	if err := sch.CheckOp(op, office); err != nil {
 		res.Status = fieldsync.StatusRejected
@@ -93,13 +132,19 @@ func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now tim
 
 // decide computes the op's effect on rec (the record as stored; zero if
 // !exists) and fills res. It reports whether rec changed and must be
-// written. It is a pure function of its inputs.
+// written. It is a pure function of its inputs: clashes are settled by
+// each field's policy (settleClash), and a clash that needs a person
+// opens a conflict instead of overwriting anything.
 func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fieldsync.Op, now time.Time, res *fieldsync.Result) bool {
 	reject := func(code fieldsync.Code, format string, args ...any) bool {
 		res.Status = fieldsync.StatusRejected
 		res.Code = code
 		res.Message = fmt.Sprintf(format, args...)
 		return false
+	}
+	w := writerOf(op, now)
+	meta := func(version int64) fieldsync.FieldMeta {
+		return fieldsync.FieldMeta{Version: version, By: op.DeviceID, Seq: op.Seq, Role: w.Role, HLC: w.HLC, OpID: op.ID, At: now.UnixMilli()}
 	}
 	switch op.Kind {
 	case fieldsync.KindCreate:
@@ -115,7 +160,7 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 				continue
 			}
 			rec.Fields[name] = v
-			rec.Meta[name] = fieldsync.FieldMeta{Version: 1, By: op.DeviceID, Seq: op.Seq}
+			rec.Meta[name] = meta(1)
 		}
 		res.Status = fieldsync.StatusApplied
 		res.Version = 1
@@ -129,32 +174,56 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 			return reject(fieldsync.ERecordDeleted, "%s was deleted on the server at version %d", label(rec), rec.Version)
 		}
 		next := rec.Version + 1
-		applied := false
+		changed := false
 		for _, name := range sortedKeys(op.Fields) {
 			v := op.Fields[name]
 			cur, has := rec.Fields[name]
+			m := rec.Meta[name]
+			if c, open := rec.OpenConflict(name); open {
+				// Under review: nobody overwrites it; the value joins the
+				// conflict for the person who settles it.
+				c.Theirs = append(c.Theirs, fieldsync.ConflictValue{Value: v, By: op.DeviceID, Role: w.Role, OpID: op.ID, At: now})
+				res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
+					Field: name, ServerValue: orNull(cur), DeviceValue: v, ServerVersion: m.Version, ServerBy: m.By,
+				})
+				changed = true
+				continue
+			}
 			if has && jsonEqual(cur, v) || !has && isNull(v) {
 				continue // already so: nothing to change, nothing to clash
 			}
-			if clash(rec.Meta[name], op) {
-				res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
-					Field: name, ServerValue: orNull(cur), DeviceValue: v,
-					ServerVersion: rec.Meta[name].Version, ServerBy: rec.Meta[name].By,
-				})
-				if !slices.Contains(rec.Review, name) {
-					rec.Review = append(rec.Review, name)
+			if clash(m, op) {
+				f := t.Fields[name]
+				switch settleClash(f, writerFromMeta(m), w) {
+				case keepCurrent:
+					res.Overridden = append(res.Overridden, fieldsync.Overridden{Field: name, Value: v, By: op.DeviceID, Policy: f.Policy})
+					continue
+				case takeIncoming:
+					res.Overridden = append(res.Overridden, fieldsync.Overridden{Field: name, Value: orNull(cur), By: m.By, Policy: f.Policy})
+				case needsReview:
+					rec.Conflicts = append(rec.Conflicts, fieldsync.Conflict{
+						ID: op.ID, Field: name, OpenedAt: now,
+						Server: fieldsync.ConflictValue{Value: orNull(cur), By: m.By, Role: m.Role, OpID: m.OpID, Version: m.Version, At: time.UnixMilli(m.At).UTC()},
+						Theirs: []fieldsync.ConflictValue{{Value: v, By: op.DeviceID, Role: w.Role, OpID: op.ID, At: now}},
+					})
+					if !slices.Contains(rec.Review, name) {
+						rec.Review = append(rec.Review, name)
+					}
+					res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
+						Field: name, ServerValue: orNull(cur), DeviceValue: v, ServerVersion: m.Version, ServerBy: m.By,
+					})
+					changed = true
+					continue
 				}
-				continue
 			}
 			if isNull(v) {
 				delete(rec.Fields, name)
 			} else {
 				rec.Fields[name] = v
 			}
-			rec.Meta[name] = fieldsync.FieldMeta{Version: next, By: op.DeviceID, Seq: op.Seq}
-			applied = true
+			rec.Meta[name] = meta(next)
+			changed = true
 		}
-		changed := applied || len(res.Conflicts) > 0
 		if changed {
 			rec.Version = next
 		}
@@ -165,6 +234,9 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 			res.Message = conflictMessage(res.Conflicts)
 		} else {
 			res.Status = fieldsync.StatusApplied
+			if len(res.Overridden) > 0 {
+				res.Message = overriddenMessage(res.Overridden, op)
+			}
 		}
 		return changed
 
@@ -172,9 +244,8 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 		if !exists {
 			return reject(fieldsync.ERecordMissing, "the server has no %s %s (was its create rejected?)", op.EntityType, op.EntityID)
 		}
-		if rec.Deleted {
-			return reject(fieldsync.ERecordDeleted, "%s was deleted on the server at version %d", label(rec), rec.Version)
-		}
+		// Proof of work is never lost: even on a deleted record the items
+		// are kept, and the office sees them in its history.
 		rec.Version++
 		for _, name := range sortedKeys(op.Fields) {
 			var items []json.RawMessage
@@ -184,10 +255,13 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 			item, _ := json.Marshal(fieldsync.AppendItem{ID: op.ID, Value: op.Fields[name], By: op.DeviceID, At: op.LocalTime})
 			items = append(items, item)
 			rec.Fields[name], _ = json.Marshal(items)
-			rec.Meta[name] = fieldsync.FieldMeta{Version: rec.Version, By: op.DeviceID, Seq: op.Seq}
+			rec.Meta[name] = meta(rec.Version)
 		}
 		res.Status = fieldsync.StatusApplied
 		res.Version = rec.Version
+		if rec.Deleted {
+			res.Message = fmt.Sprintf("%s was deleted on the server; the item is kept with it", label(rec))
+		}
 		return true
 
 	case fieldsync.KindDelete:
@@ -217,8 +291,97 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 		res.Status = fieldsync.StatusApplied
 		res.Version = rec.Version
 		return true
+
+	case fieldsync.KindSettle:
+		if !exists {
+			return reject(fieldsync.ERecordMissing, "the server has no %s %s", op.EntityType, op.EntityID)
+		}
+		name := sortedKeys(op.Fields)[0]
+		st, err := t.Fields[name].ParseSettle(op.Fields[name])
+		if err != nil {
+			return reject(fieldsync.EInvalidField, "field %q: %v", name, err)
+		}
+		c, open := rec.OpenConflict(name)
+		if !open || c.ID != st.Conflict {
+			for _, old := range rec.Conflicts {
+				if old.ID == st.Conflict && old.Settled != nil {
+					s := old.Settled
+					return reject(fieldsync.EAlreadySettled, "this conflict on %s was already settled by %s (%s) at version %d", name, s.By, s.Choice, s.Version)
+				}
+			}
+			return reject(fieldsync.ENoConflict, "%s has no open conflict %s on %s", label(rec), st.Conflict, name)
+		}
+		cur, has := rec.Fields[name]
+		value := orNull(cur)
+		switch st.Choice {
+		case fieldsync.ChoiceTakeDevice:
+			value = c.Theirs[len(c.Theirs)-1].Value
+			if st.Op != "" {
+				found := false
+				for _, tv := range c.Theirs {
+					if tv.OpID == st.Op {
+						value, found = tv.Value, true
+					}
+				}
+				if !found {
+					return reject(fieldsync.EInvalidField, "op %s is not one of the conflict's values", st.Op)
+				}
+			}
+		case fieldsync.ChoiceNewValue:
+			value = st.Value
+		}
+		next := rec.Version + 1
+		if isNull(value) {
+			delete(rec.Fields, name)
+		} else if !has || !jsonEqual(cur, value) {
+			rec.Fields[name] = value
+		}
+		rec.Meta[name] = meta(next)
+		c.Settled = &fieldsync.ConflictSettled{
+			Choice: st.Choice, Value: value, Note: st.Note, By: op.DeviceID, Role: w.Role,
+			OpID: op.ID, Version: next, At: now,
+		}
+		rec.Review = slices.DeleteFunc(rec.Review, func(f string) bool { return f == name })
+		rec.Version = next
+		res.Status = fieldsync.StatusApplied
+		res.Version = next
+		return true
 	}
 	return reject(fieldsync.EInvalidRequest, "unknown kind %q", op.Kind)
+}
+
+// writerOf describes the author of op for the policies. A device's clock
+// reading is capped at the server's clock, so a device whose clock runs
+// ahead cannot win every last-writer clash.
+func writerOf(op *fieldsync.Op, now time.Time) writer {
+	role := RoleFieldWorker
+	if op.DeviceID == OfficeDevice {
+		role = RoleDispatcher
+	}
+	h := op.HLC
+	if h == 0 {
+		h = fieldsync.HLCFromTime(op.LocalTime)
+	}
+	if limit := fieldsync.HLCFromTime(now) + 0xffff; h > limit {
+		h = limit
+	}
+	return writer{By: op.DeviceID, Role: role, HLC: h, OpID: op.ID}
+}
+
+func writerFromMeta(m fieldsync.FieldMeta) writer {
+	return writer{By: m.By, Role: m.Role, HLC: m.HLC, OpID: m.OpID}
+}
+
+func overriddenMessage(os []fieldsync.Overridden, op *fieldsync.Op) string {
+	parts := make([]string, len(os))
+	for i, o := range os {
+		if o.By == op.DeviceID && jsonEqual(o.Value, op.Fields[o.Field]) {
+			parts[i] = fmt.Sprintf("%s: your %s lost (%s)", o.Field, short(o.Value), o.Policy)
+		} else {
+			parts[i] = fmt.Sprintf("%s: replaced %s (%s)", o.Field, short(o.Value), o.Policy)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // clash reports whether a field last changed as m was changed since op's

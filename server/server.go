@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+protocol.PathRecords+"{type}/{id}", s.handleRecord)
 	s.mux.HandleFunc("PATCH "+protocol.PathRecords+"{type}/{id}", s.handleEdit)
 	s.mux.HandleFunc("POST "+protocol.PathRecords+"{type}", s.handleOfficeCreate)
+	s.mux.HandleFunc("POST "+protocol.PathRecords+"{type}/{id}/settle", s.handleSettle)
 	s.mux.HandleFunc("GET "+protocol.PathOps+"{id}", s.handleOp)
 	s.mux.HandleFunc("GET "+protocol.PathInfo, s.handleInfo)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -152,16 +154,26 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	json.NewEncoder(w).Encode(&body)
 }
 
+// gzipWriters keeps compressors for reuse: each holds about a megabyte of
+// state that would otherwise be allocated per response.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
+
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Vary", "Accept-Encoding")
-		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		zw := gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(w)
 		if err := json.NewEncoder(zw).Encode(v); err != nil {
 			s.log.Warn("write response", "err", err)
 		}
 		zw.Close()
+		zw.Reset(nil)
+		gzipWriters.Put(zw)
 		return
 	}
 	if err := json.NewEncoder(w).Encode(v); err != nil {
@@ -309,6 +321,7 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Cursor = next.String()
 	resp.More = next.Seq < maxSeq
+	resp.HLC = int64(fieldsync.HLCFromTime(s.now()))
 	s.writeJSON(w, r, &resp)
 }
 
@@ -359,6 +372,37 @@ func (s *Server) Create(ctx context.Context, typ string, fields map[string]json.
 	id := uuid.Must(uuid.NewV7()).String()
 	res, err := s.office(ctx, fieldsync.KindCreate, typ, id, 0, fields)
 	return res, id, err
+}
+
+// Settle settles a conflict on one field from the office, through the same
+// rules as a device's settle op: once, recorded with who and why.
+func (s *Server) Settle(ctx context.Context, typ, id, field string, st fieldsync.Settle) (fieldsync.Result, error) {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return fieldsync.Result{}, err
+	}
+	return s.office(ctx, fieldsync.KindSettle, typ, id, 0, map[string]json.RawMessage{field: raw})
+}
+
+func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
+	data, err := s.readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := protocol.DecodeSettle(data)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Settle(r.Context(), r.PathValue("type"), r.PathValue("id"), req.Field,
+		fieldsync.Settle{Conflict: req.Conflict, Choice: req.Choice, Value: req.Value, Op: req.Op, Note: req.Note})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wire := protocol.FromResult(&res)
+	s.writeJSON(w, r, &wire)
 }
 
 func (s *Server) office(ctx context.Context, kind fieldsync.OpKind, typ, id string, base int64, fields map[string]json.RawMessage) (fieldsync.Result, error) {

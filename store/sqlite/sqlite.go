@@ -4,6 +4,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -13,8 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/driver"
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/internal/sqlitedb"
@@ -36,7 +43,11 @@ var _ fieldsync.Store = (*Store)(nil)
 // Open opens or creates the store at path.
 func Open(ctx context.Context, path string) (*Store, error) {
 	sub, _ := fs.Sub(migrations, "migrations")
-	db, err := sqlitedb.Open(ctx, path, sub, sqlitedb.Options{})
+	db, err := sqlitedb.Open(ctx, path, sub, sqlitedb.Options{Init: func(c *sqlite3.Conn) error {
+		// A page cache that holds the hot part of the op log and the
+		// records: a miss costs a system call.
+		return c.Exec(`PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 8000`)
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -63,21 +74,55 @@ func (s *Store) Epoch() string { return s.epoch }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Update implements fieldsync.Store.
+// Update implements fieldsync.Store. The transaction runs on the
+// connection's SQLite handle directly, with statements prepared once per
+// transaction: a write batch runs several statements per op, and
+// database/sql would cost more than SQLite itself.
 func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sqltx, err := s.db.BeginTx(ctx, nil)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return unavailable(err)
 	}
-	tx := &tx{ctx: ctx, tx: sqltx, stmts: map[string]*sql.Stmt{}}
-	defer tx.close()
-	defer sqltx.Rollback() // after a commit, a no-op; after a panic, releases the write lock
-	if err := fn(tx); err != nil {
-		return err
+	defer conn.Close()
+	var fnErr error
+	err = conn.Raw(func(dc any) error {
+		dconn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", dc)
+		}
+		c := dconn.Raw()
+		if old := c.SetInterrupt(ctx); old != ctx {
+			defer c.SetInterrupt(old)
+		}
+		if err := c.Exec(`BEGIN IMMEDIATE`); err != nil {
+			return err
+		}
+		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}}
+		// After a commit, nothing to do; after an error or a panic, the
+		// statements are finalized and the write lock released.
+		defer func() {
+			t.close()
+			if !c.GetAutocommit() {
+				c.SetInterrupt(context.Background())
+				c.Exec(`ROLLBACK`)
+			}
+		}()
+		if err := fn(t); err != nil {
+			fnErr = err
+			return nil
+		}
+		t.close()
+		return c.Exec(`COMMIT`)
+	})
+	if fnErr != nil {
+		return fnErr
 	}
-	if err := sqltx.Commit(); err != nil {
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		return unavailable(err)
 	}
 	return nil
@@ -99,29 +144,96 @@ func (e *storeError) Unwrap() []error {
 	return []error{e.err, fieldsync.Errorf(fieldsync.EUnavailable, "the server's database is busy or failing; try again")}
 }
 
+// tx is one write transaction on a raw SQLite connection. Every statement
+// is reset after use, so none is left running at COMMIT.
 type tx struct {
 	ctx     context.Context
-	tx      *sql.Tx
-	stmts   map[string]*sql.Stmt
+	c       *sqlite3.Conn
+	stmts   map[string]*sqlite3.Stmt
 	nextSeq int64 // 0 until loaded
 }
 
 func (t *tx) close() {
-	for _, st := range t.stmts {
+	for q, st := range t.stmts {
 		st.Close()
+		delete(t.stmts, q)
 	}
 }
 
-func (t *tx) stmt(q string) (*sql.Stmt, error) {
-	if st, ok := t.stmts[q]; ok {
-		return st, nil
+// fail wraps a storage error; a cancelled context is reported as such.
+func (t *tx) fail(err error) error {
+	if cerr := t.ctx.Err(); cerr != nil {
+		return cerr
 	}
-	st, err := t.tx.PrepareContext(t.ctx, q)
-	if err != nil {
-		return nil, unavailable(err)
+	return unavailable(err)
+}
+
+// stmt returns the statement for q, bound to args (string, []byte, int64,
+// int, bool or nil).
+func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
+	st, ok := t.stmts[q]
+	if !ok {
+		var err error
+		if st, _, err = t.c.Prepare(q); err != nil {
+			return nil, t.fail(err)
+		}
+		t.stmts[q] = st
 	}
-	t.stmts[q] = st
+	for i, a := range args {
+		var err error
+		switch v := a.(type) {
+		case string:
+			err = st.BindText(i+1, v)
+		case []byte:
+			err = st.BindRawText(i+1, v)
+		case int64:
+			err = st.BindInt64(i+1, v)
+		case int:
+			err = st.BindInt64(i+1, int64(v))
+		case bool:
+			err = st.BindBool(i+1, v)
+		case nil:
+			err = st.BindNull(i + 1)
+		default:
+			err = fmt.Errorf("cannot bind %T", a)
+		}
+		if err != nil {
+			st.Reset()
+			return nil, t.fail(err)
+		}
+	}
 	return st, nil
+}
+
+// exec runs q once with args.
+func (t *tx) exec(q string, args ...any) error {
+	st, err := t.stmt(q, args...)
+	if err != nil {
+		return err
+	}
+	if err := st.Exec(); err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+// row runs q with args and calls scan on its first row, if any.
+func (t *tx) row(q string, scan func(*sqlite3.Stmt) error, args ...any) (bool, error) {
+	st, err := t.stmt(q, args...)
+	if err != nil {
+		return false, err
+	}
+	if !st.Step() {
+		if err := st.Reset(); err != nil {
+			return false, t.fail(err)
+		}
+		return false, nil
+	}
+	err = scan(st)
+	if rerr := st.Reset(); err == nil && rerr != nil {
+		err = t.fail(rerr)
+	}
+	return err == nil, err
 }
 
 const opColumns = `op_id, device_id, seq, prev_seq, entity_type, entity_id, kind, base_version, fields, local_time, received_at, result, change_seq`
@@ -137,33 +249,45 @@ func scanOp(row scanner) (fieldsync.OpEntry, error) {
 	if err != nil {
 		return e, err
 	}
+	return decodeOp(e, kind, []byte(fields), []byte(result), local, received)
+}
+
+func decodeOp(e fieldsync.OpEntry, kind string, fields, result []byte, local, received int64) (fieldsync.OpEntry, error) {
 	e.Op.Kind = fieldsync.OpKind(kind)
 	e.Op.LocalTime = time.UnixMilli(local).UTC()
 	e.ReceivedAt = time.UnixMilli(received).UTC()
-	if err := json.Unmarshal([]byte(fields), &e.Op.Fields); err != nil {
+	if err := json.Unmarshal(fields, &e.Op.Fields); err != nil {
 		return e, fmt.Errorf("op %s fields: %w", e.Op.ID, err)
 	}
 	var w protocol.Result
-	if err := json.Unmarshal([]byte(result), &w); err != nil {
+	if err := json.Unmarshal(result, &w); err != nil {
 		return e, fmt.Errorf("op %s result: %w", e.Op.ID, err)
 	}
 	e.Result = protocol.ToResult(&w)
 	return e, nil
 }
 
+// scanOpRaw reads an op row of opColumns from a raw statement.
+func scanOpRaw(st *sqlite3.Stmt) (fieldsync.OpEntry, error) {
+	var e fieldsync.OpEntry
+	e.Op.ID = st.ColumnText(0)
+	e.Op.DeviceID = st.ColumnText(1)
+	e.Op.Seq = st.ColumnInt64(2)
+	e.Op.PrevSeq = st.ColumnInt64(3)
+	e.Op.EntityType = st.ColumnText(4)
+	e.Op.EntityID = st.ColumnText(5)
+	e.Op.BaseVersion = st.ColumnInt64(7)
+	e.ChangeSeq = st.ColumnInt64(12)
+	return decodeOp(e, st.ColumnText(6), st.ColumnRawText(8), st.ColumnRawText(11), st.ColumnInt64(9), st.ColumnInt64(10))
+}
+
 func (t *tx) queryOp(q string, args ...any) (fieldsync.OpEntry, bool, error) {
-	st, err := t.stmt(q)
-	if err != nil {
-		return fieldsync.OpEntry{}, false, err
-	}
-	e, err := scanOp(st.QueryRowContext(t.ctx, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, false, nil
-	}
-	if err != nil {
-		return e, false, unavailable(err)
-	}
-	return e, true, nil
+	var e fieldsync.OpEntry
+	ok, err := t.row(q, func(st *sqlite3.Stmt) (err error) {
+		e, err = scanOpRaw(st)
+		return err
+	}, args...)
+	return e, ok, err
 }
 
 func (t *tx) OpByID(opID string) (fieldsync.OpEntry, bool, error) {
@@ -174,50 +298,95 @@ func (t *tx) OpByDeviceSeq(device string, seq int64) (fieldsync.OpEntry, bool, e
 	return t.queryOp(`SELECT `+opColumns+` FROM ops WHERE device_id = ? AND seq = ?`, device, seq)
 }
 
-const recordColumns = `type, id, number, version, deleted, fields, meta, review, seq, updated_at`
+// CheckOp answers, in one query, the three op-log questions asked of an
+// incoming op: the result recorded for its id (nil if none), the op id
+// that already holds its (device, seq) ("" if none), and whether the
+// device's op prev is recorded (true when prev is 0). Recorded ops that
+// are only tested for presence are not decoded.
+func (t *tx) CheckOp(opID, device string, seq, prev int64) (*fieldsync.Result, string, bool, error) {
+	var recorded *fieldsync.Result
+	var holder string
+	var prevFound bool
+	_, err := t.row(`SELECT (SELECT result FROM ops WHERE op_id = ?1),
+		(SELECT op_id FROM ops WHERE device_id = ?2 AND seq = ?3),
+		?4 = 0 OR EXISTS (SELECT 1 FROM ops WHERE device_id = ?2 AND seq = ?4)`,
+		func(st *sqlite3.Stmt) error {
+			holder = st.ColumnText(1)
+			prevFound = st.ColumnBool(2)
+			if st.ColumnType(0) == sqlite3.NULL {
+				return nil
+			}
+			var w protocol.Result
+			if err := json.Unmarshal(st.ColumnRawText(0), &w); err != nil {
+				return fmt.Errorf("op %s result: %w", opID, err)
+			}
+			r := protocol.ToResult(&w)
+			recorded = &r
+			return nil
+		}, opID, device, seq, prev)
+	if err != nil {
+		return nil, "", false, err
+	}
+	return recorded, holder, prevFound, nil
+}
+
+const recordColumns = `type, id, number, version, deleted, fields, meta, review, seq, updated_at, conflicts`
 
 func scanRecord(row scanner) (fieldsync.Record, error) {
 	var r fieldsync.Record
-	var fields, meta, review string
+	var fields, meta, review, conflicts string
 	var updated int64
-	if err := row.Scan(&r.Type, &r.ID, &r.Number, &r.Version, &r.Deleted, &fields, &meta, &review, &r.Seq, &updated); err != nil {
+	if err := row.Scan(&r.Type, &r.ID, &r.Number, &r.Version, &r.Deleted, &fields, &meta, &review, &r.Seq, &updated, &conflicts); err != nil {
 		return r, err
 	}
+	return decodeRecord(r, []byte(fields), []byte(meta), []byte(review), []byte(conflicts), updated)
+}
+
+func decodeRecord(r fieldsync.Record, fields, meta, review, conflicts []byte, updated int64) (fieldsync.Record, error) {
 	r.UpdatedAt = time.UnixMilli(updated).UTC()
-	if err := json.Unmarshal([]byte(fields), &r.Fields); err != nil {
+	if err := decodeFields(fields, &r.Fields); err != nil {
 		return r, fmt.Errorf("record %s/%s fields: %w", r.Type, r.ID, err)
 	}
-	if err := json.Unmarshal([]byte(meta), &r.Meta); err != nil {
+	if err := decodeMeta(meta, &r.Meta); err != nil {
 		return r, fmt.Errorf("record %s/%s meta: %w", r.Type, r.ID, err)
 	}
-	if err := json.Unmarshal([]byte(review), &r.Review); err != nil {
+	if err := json.Unmarshal(review, &r.Review); err != nil {
 		return r, fmt.Errorf("record %s/%s review: %w", r.Type, r.ID, err)
+	}
+	if len(conflicts) > 2 { // "[]" is by far the most common
+		if err := json.Unmarshal(conflicts, &r.Conflicts); err != nil {
+			return r, fmt.Errorf("record %s/%s conflicts: %w", r.Type, r.ID, err)
+		}
 	}
 	return r, nil
 }
 
 func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
-	st, err := t.stmt(`SELECT ` + recordColumns + ` FROM records WHERE type = ? AND id = ?`)
-	if err != nil {
+	var r fieldsync.Record
+	ok, err := t.row(`SELECT `+recordColumns+` FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
+		r.Type = st.ColumnText(0)
+		r.ID = st.ColumnText(1)
+		r.Number = st.ColumnText(2)
+		r.Version = st.ColumnInt64(3)
+		r.Deleted = st.ColumnBool(4)
+		r.Seq = st.ColumnInt64(8)
+		r, err = decodeRecord(r, st.ColumnRawText(5), st.ColumnRawText(6), st.ColumnRawText(7), st.ColumnRawText(10), st.ColumnInt64(9))
+		return err
+	}, typ, id)
+	if !ok || err != nil {
 		return fieldsync.Record{}, false, err
-	}
-	r, err := scanRecord(st.QueryRowContext(t.ctx, typ, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, false, nil
-	}
-	if err != nil {
-		return r, false, unavailable(err)
 	}
 	return r, true, nil
 }
 
 func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 	if t.nextSeq == 0 {
-		var max sql.NullInt64
-		if err := t.tx.QueryRowContext(t.ctx, `SELECT max(seq) FROM records`).Scan(&max); err != nil {
-			return 0, unavailable(err)
+		if _, err := t.row(`SELECT coalesce(max(seq), 0) FROM records`, func(st *sqlite3.Stmt) error {
+			t.nextSeq = st.ColumnInt64(0) + 1
+			return nil
+		}); err != nil {
+			return 0, err
 		}
-		t.nextSeq = max.Int64 + 1
 	}
 	r.Seq = t.nextSeq
 	t.nextSeq++
@@ -225,15 +394,19 @@ func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	st, err := t.stmt(`INSERT INTO records (` + recordColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?)
+	conflicts := []byte("[]")
+	if len(r.Conflicts) > 0 {
+		if conflicts, err = json.Marshal(r.Conflicts); err != nil {
+			return 0, err
+		}
+	}
+	err = t.exec(`INSERT INTO records (`+recordColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version,
 		deleted = excluded.deleted, fields = excluded.fields, meta = excluded.meta,
-		review = excluded.review, seq = excluded.seq, updated_at = excluded.updated_at`)
+		review = excluded.review, seq = excluded.seq, updated_at = excluded.updated_at, conflicts = excluded.conflicts`,
+		r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts)
 	if err != nil {
 		return 0, err
-	}
-	if _, err := st.ExecContext(t.ctx, r.Type, r.ID, r.Number, r.Version, r.Deleted, string(fields), string(meta), string(review), r.Seq, r.UpdatedAt.UnixMilli()); err != nil {
-		return 0, unavailable(err)
 	}
 	return r.Seq, nil
 }
@@ -248,7 +421,7 @@ func encodeRecord(r *fieldsync.Record) (fields, meta, review []byte, err error) 
 	if r.Review == nil {
 		r.Review = []string{}
 	}
-	if fields, err = json.Marshal(r.Fields); err != nil {
+	if fields, err = encodeFields(r.Fields); err != nil {
 		return
 	}
 	if meta, err = json.Marshal(r.Meta); err != nil {
@@ -259,16 +432,16 @@ func encodeRecord(r *fieldsync.Record) (fields, meta, review []byte, err error) 
 }
 
 func (t *tx) NextNumber(counter string, start int64) (int64, error) {
-	st, err := t.stmt(`INSERT INTO counters (name, value) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`)
-	if err != nil {
-		return 0, err
-	}
 	var n int64
-	if err := st.QueryRowContext(t.ctx, counter, start).Scan(&n); err != nil {
-		return 0, unavailable(err)
+	ok, err := t.row(`INSERT INTO counters (name, value) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`, func(st *sqlite3.Stmt) error {
+		n = st.ColumnInt64(0)
+		return nil
+	}, counter, start)
+	if err == nil && !ok {
+		err = unavailable(errors.New("counter: no value returned"))
 	}
-	return n, nil
+	return n, err
 }
 
 func (t *tx) RecordOp(e fieldsync.OpEntry) error {
@@ -284,17 +457,10 @@ func (t *tx) RecordOp(e fieldsync.OpEntry) error {
 	if err != nil {
 		return err
 	}
-	st, err := t.stmt(`INSERT INTO ops (` + opColumns + `, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return err
-	}
-	_, err = st.ExecContext(t.ctx, e.Op.ID, e.Op.DeviceID, e.Op.Seq, e.Op.PrevSeq, e.Op.EntityType, e.Op.EntityID,
-		string(e.Op.Kind), e.Op.BaseVersion, string(fields), e.Op.LocalTime.UnixMilli(), e.ReceivedAt.UnixMilli(), string(result), e.ChangeSeq,
+	return t.exec(`INSERT INTO ops (`+opColumns+`, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		e.Op.ID, e.Op.DeviceID, e.Op.Seq, e.Op.PrevSeq, e.Op.EntityType, e.Op.EntityID,
+		string(e.Op.Kind), e.Op.BaseVersion, fields, e.Op.LocalTime.UnixMilli(), e.ReceivedAt.UnixMilli(), result, e.ChangeSeq,
 		string(e.Result.Status))
-	if err != nil {
-		return unavailable(err)
-	}
-	return nil
 }
 
 // Changes implements fieldsync.Store.
@@ -384,3 +550,271 @@ func (s *Store) RecordOps(ctx context.Context, typ, id string) ([]fieldsync.OpEn
 
 // DB exposes the database to tests and admin tools in this module.
 func (s *Store) DB() *sql.DB { return s.db }
+
+// Fast paths for the JSON columns of records. On the apply and pull paths
+// encoding/json costs about as much as SQLite itself. These handle the
+// shapes this store writes (objects with plain keys; compact values) and
+// hand anything else to encoding/json, so the results are the same. They
+// check the structure of what they read, not every byte inside a value:
+// the columns hold JSON this store wrote.
+
+// decodeFields decodes a record's fields column.
+func decodeFields(data []byte, dst *map[string]json.RawMessage) error {
+	buf := bytes.Clone(data) // one copy; the values are slices of it
+	m := map[string]json.RawMessage{}
+	ok := eachMember(buf, func(key, val []byte) bool {
+		m[string(key)] = val[:len(val):len(val)]
+		return true
+	})
+	if !ok {
+		return json.Unmarshal(data, dst)
+	}
+	*dst = m
+	return nil
+}
+
+// decodeMeta decodes a record's meta column.
+func decodeMeta(data []byte, dst *map[string]fieldsync.FieldMeta) error {
+	m := map[string]fieldsync.FieldMeta{}
+	ok := eachMember(data, func(key, val []byte) bool {
+		fm, ok := parseFieldMeta(val)
+		m[string(key)] = fm
+		return ok
+	})
+	if !ok {
+		return json.Unmarshal(data, dst)
+	}
+	*dst = m
+	return nil
+}
+
+// parseFieldMeta parses one FieldMeta as encoding/json writes it; any key
+// it does not know makes it give up.
+func parseFieldMeta(data []byte) (fieldsync.FieldMeta, bool) {
+	var fm fieldsync.FieldMeta
+	ok := eachMember(data, func(key, val []byte) bool {
+		var ok bool
+		switch string(key) {
+		case "v":
+			fm.Version, ok = parseInt(val)
+		case "seq":
+			fm.Seq, ok = parseInt(val)
+		case "hlc":
+			var n int64
+			n, ok = parseInt(val)
+			fm.HLC = fieldsync.HLC(n)
+		case "by":
+			fm.By, ok = parseString(val)
+		case "role":
+			fm.Role, ok = parseString(val)
+		case "op":
+			fm.OpID, ok = parseString(val)
+		case "at":
+			fm.At, ok = parseInt(val)
+		}
+		return ok
+	})
+	return fm, ok
+}
+
+// eachMember calls fn with the key and raw value of each member of the
+// JSON object data, in order. It reports false when data is not a plain
+// object (or a key is escaped), or when fn returns false.
+func eachMember(data []byte, fn func(key, val []byte) bool) bool {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipSpace(data, i+1) == len(data)
+	}
+	for {
+		key, end, ok := plainString(data, i)
+		if !ok {
+			return false
+		}
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return false
+		}
+		vs := skipSpace(data, i+1)
+		ve, ok := skipValue(data, vs)
+		if !ok || !fn(key, data[vs:ve]) {
+			return false
+		}
+		i = skipSpace(data, ve)
+		if i >= len(data) {
+			return false
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case '}':
+			return skipSpace(data, i+1) == len(data)
+		default:
+			return false
+		}
+	}
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString returns the contents of the JSON string at data[i] when it
+// has no escapes, no control characters and is valid UTF-8, and the index
+// after it.
+func plainString(data []byte, i int) ([]byte, int, bool) {
+	if i >= len(data) || data[i] != '"' {
+		return nil, 0, false
+	}
+	ascii := true
+	for j := i + 1; j < len(data); j++ {
+		switch c := data[j]; {
+		case c == '"':
+			s := data[i+1 : j]
+			return s, j + 1, ascii || utf8.Valid(s)
+		case c == '\\' || c < 0x20:
+			return nil, 0, false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return nil, 0, false
+}
+
+// skipValue returns the index after the JSON value at data[i].
+func skipValue(data []byte, i int) (int, bool) {
+	if i >= len(data) {
+		return 0, false
+	}
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '"':
+				end, ok := skipString(data, j)
+				if !ok {
+					return 0, false
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	case ',', ':', '}', ']':
+		return 0, false
+	}
+	j := i
+	for j < len(data) {
+		c := data[j]
+		if c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			break
+		}
+		j++
+	}
+	return j, true
+}
+
+func skipString(data []byte, i int) (int, bool) {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// parseInt parses a JSON integer as encoding/json would into an int64.
+func parseInt(val []byte) (int64, bool) {
+	digits := val
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || digits[0] < '0' || digits[0] > '9' || digits[0] == '0' && len(digits) > 1 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(val), 10, 64)
+	return n, err == nil
+}
+
+// parseString parses a JSON string without escapes.
+func parseString(val []byte) (string, bool) {
+	s, end, ok := plainString(val, 0)
+	if !ok || end != len(val) {
+		return "", false
+	}
+	return string(s), true
+}
+
+// encodeFields encodes a record's fields exactly as json.Marshal does
+// (keys sorted, values compact, HTML characters escaped), without its
+// reflection; unusual keys or values go through json.Marshal.
+func encodeFields(m map[string]json.RawMessage) ([]byte, error) {
+	keys := make([]string, 0, len(m))
+	size := 2
+	for k, v := range m {
+		if !plainJSON(k, false) || !plainJSON(string(v), true) {
+			return json.Marshal(m)
+		}
+		keys = append(keys, k)
+		size += len(k) + len(v) + 4
+	}
+	slices.Sort(keys)
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '"')
+		out = append(out, k...)
+		out = append(out, '"', ':')
+		out = append(out, m[k]...)
+	}
+	return append(out, '}'), nil
+}
+
+// plainJSON reports whether s needs no change from json.Marshal: for a
+// key, printable ASCII that needs no escape; for a raw value, non-empty
+// with no white space outside strings and nothing encoding/json would
+// escape for HTML.
+func plainJSON(s string, value bool) bool {
+	if value && len(s) == 0 {
+		return false
+	}
+	inString := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '<' || c == '>' || c == '&' || c >= 0x80:
+			return false
+		case !value && (c < 0x20 || c == '"' || c == '\\'):
+			return false
+		case !value:
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
+}
