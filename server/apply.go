@@ -180,21 +180,48 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 			cur, has := rec.Fields[name]
 			m := rec.Meta[name]
 			if c, open := rec.OpenConflict(name); open {
-				// Under review: nobody overwrites it; the value joins the
-				// conflict for the person who settles it.
-				c.Theirs = append(c.Theirs, fieldsync.ConflictValue{Value: v, By: op.DeviceID, Role: w.Role, OpID: op.ID, At: now})
+				// Under review: nobody overwrites it. The writer of the
+				// server's side may correct its own value; anyone else's
+				// value joins the conflict (a device's later value replaces
+				// its earlier one) for the person who settles it.
 				res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
 					Field: name, ServerValue: orNull(cur), DeviceValue: v, ServerVersion: m.Version, ServerBy: m.By,
 				})
 				changed = true
+				mine := fieldsync.ConflictValue{Value: v, By: op.DeviceID, Role: w.Role, OpID: op.ID, At: now}
+				if own(m, op) {
+					mine.Version = next
+					c.Server = mine
+					setField(rec, name, v)
+					rec.Meta[name] = meta(next)
+					continue
+				}
+				replaced := false
+				for i := range c.Theirs {
+					if op.DeviceID != OfficeDevice && c.Theirs[i].By == op.DeviceID {
+						c.Theirs[i], replaced = mine, true
+					}
+				}
+				if !replaced {
+					c.Theirs = append(c.Theirs, mine)
+				}
 				continue
 			}
-			if has && jsonEqual(cur, v) || !has && isNull(v) {
-				continue // already so: nothing to change, nothing to clash
-			}
+			equal := has && jsonEqual(cur, v) || !has && isNull(v)
 			if clash(m, op) {
 				f := t.Fields[name]
-				switch settleClash(f, writerFromMeta(m), w) {
+				verdict := settleClash(f, writerFromMeta(m), w)
+				if equal {
+					// Both sides agree on the value. Whoever the policy
+					// would have let win becomes its last writer, so the
+					// outcome does not depend on which write came first.
+					if verdict != keepCurrent {
+						rec.Meta[name] = meta(next)
+						changed = true
+					}
+					continue
+				}
+				switch verdict {
 				case keepCurrent:
 					res.Overridden = append(res.Overridden, fieldsync.Overridden{Field: name, Value: v, By: op.DeviceID, Policy: f.Policy})
 					continue
@@ -216,11 +243,9 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 					continue
 				}
 			}
-			if isNull(v) {
-				delete(rec.Fields, name)
-			} else {
-				rec.Fields[name] = v
-			}
+			// A write of the value already there still counts as a write:
+			// it is who the next clash on this field is with.
+			setField(rec, name, v)
 			rec.Meta[name] = meta(next)
 			changed = true
 		}
@@ -386,14 +411,27 @@ func overriddenMessage(os []fieldsync.Overridden, op *fieldsync.Op) string {
 
 // clash reports whether a field last changed as m was changed since op's
 // base version by someone the op's author had not seen: another device,
-// the office, or a later op of its own. Office edits all share one
-// device id while coming from different people, so an office edit never
-// counts as the author's own.
+// the office, or a later op of its own.
 func clash(m fieldsync.FieldMeta, op *fieldsync.Op) bool {
 	if m.Version <= op.BaseVersion {
 		return false
 	}
-	return !(m.By == op.DeviceID && m.By != OfficeDevice && m.Seq < op.Seq)
+	return !own(m, op)
+}
+
+// own reports whether the field's last write was an earlier op of op's own
+// device. Office edits all share one device id while coming from different
+// people, so an office edit never counts as the author's own.
+func own(m fieldsync.FieldMeta, op *fieldsync.Op) bool {
+	return m.By == op.DeviceID && m.By != OfficeDevice && m.Seq < op.Seq
+}
+
+func setField(rec *fieldsync.Record, name string, v json.RawMessage) {
+	if isNull(v) {
+		delete(rec.Fields, name)
+	} else {
+		rec.Fields[name] = v
+	}
 }
 
 func conflictMessage(cs []fieldsync.FieldConflict) string {
