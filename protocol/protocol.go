@@ -43,6 +43,7 @@ const (
 	PathRecords = "/v1/records/" // + type/id
 	PathOps     = "/v1/ops/"     // + op id
 	PathInfo    = "/v1/info"
+	PathSchema  = "/v1/schema"
 )
 
 // Op is the wire form of fieldsync.Op.

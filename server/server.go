@@ -9,12 +9,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,12 +39,13 @@ type Config struct {
 
 // Server serves the /v1 sync API. It is safe for concurrent use.
 type Server struct {
-	store  fieldsync.Store
-	schema *schema.Schema
-	log    *slog.Logger
-	now    func() time.Time
-	max    int64
-	mux    *http.ServeMux
+	store    fieldsync.Store
+	schema   atomic.Pointer[schema.Schema]
+	schemaMu sync.Mutex // serialises schema changes
+	log      *slog.Logger
+	now      func() time.Time
+	max      int64
+	mux      *http.ServeMux
 }
 
 // New returns a Server for cfg.
@@ -50,10 +53,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: Config.Store is required")
 	}
-	s := &Server{store: cfg.Store, schema: cfg.Schema, log: cfg.Logger, now: cfg.Now, max: cfg.MaxBodyBytes}
-	if s.schema == nil {
-		s.schema = schema.Default()
+	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, max: cfg.MaxBodyBytes}
+	sch, err := s.initialSchema(cfg.Schema)
+	if err != nil {
+		return nil, err
 	}
+	s.schema.Store(sch)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -72,6 +77,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST "+protocol.PathRecords+"{type}/{id}/settle", s.handleSettle)
 	s.mux.HandleFunc("GET "+protocol.PathOps+"{id}", s.handleOp)
 	s.mux.HandleFunc("GET "+protocol.PathInfo, s.handleInfo)
+	s.mux.HandleFunc("GET "+protocol.PathSchema, s.handleGetSchema)
+	s.mux.HandleFunc("PUT "+protocol.PathSchema, s.handlePutSchema)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := s.allowed(r); len(allow) > 0 {
@@ -243,9 +250,10 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Apply(ctx context.Context, ops []fieldsync.Op) ([]fieldsync.Result, error) {
 	results := make([]fieldsync.Result, len(ops))
 	now := s.now().UTC()
+	sch := s.schema.Load()
 	err := s.store.Update(ctx, func(tx fieldsync.StoreTx) error {
 		for i := range ops {
-			res, err := applyOp(tx, s.schema, &ops[i], now, false)
+			res, err := applyOp(tx, sch, &ops[i], now, false)
 			if err != nil {
 				return err
 			}
@@ -417,7 +425,7 @@ func (s *Server) office(ctx context.Context, kind fieldsync.OpKind, typ, id stri
 			ID: uuid.Must(uuid.NewV7()).String(), DeviceID: OfficeDevice, Seq: seq, EntityType: typ, EntityID: id,
 			Kind: kind, BaseVersion: base, Fields: fields, LocalTime: now,
 		}
-		res, err = applyOp(tx, s.schema, &op, now, true)
+		res, err = applyOp(tx, s.schema.Load(), &op, now, true)
 		return err
 	})
 	return res, err
@@ -469,6 +477,97 @@ func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, &protocol.Info{
 		Protocol: protocol.Version, MinProtocol: protocol.MinVersion,
-		Epoch: s.store.Epoch(), Types: s.schema.TypeNames(),
+		Epoch: s.store.Epoch(), Types: s.schema.Load().TypeNames(),
 	})
+}
+
+// schemaStore is an optional Store capability: keeping the schema in use,
+// so a restart or another instance applies the same rules and a breaking
+// change is noticed.
+type schemaStore interface {
+	LoadSchema(ctx context.Context) ([]byte, bool, error)
+	SaveSchema(ctx context.Context, doc []byte) error
+}
+
+// initialSchema picks the schema at start: the configured one (refused if
+// it breaks the stored one), else the stored one, else the bundled default.
+func (s *Server) initialSchema(configured *schema.Schema) (*schema.Schema, error) {
+	ss, ok := s.store.(schemaStore)
+	if !ok {
+		if configured == nil {
+			return schema.Default(), nil
+		}
+		return configured, nil
+	}
+	ctx := context.Background()
+	doc, found, err := ss.LoadSchema(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load schema: %w", err)
+	}
+	var stored *schema.Schema
+	if found {
+		if stored, err = schema.Parse(doc); err != nil {
+			return nil, fmt.Errorf("stored schema: %w", err)
+		}
+	}
+	next := configured
+	switch {
+	case next == nil && stored != nil:
+		return stored, nil
+	case next == nil:
+		next = schema.Default()
+	case stored != nil:
+		if err := schema.Compatible(stored, next); err != nil {
+			return nil, err
+		}
+	}
+	if err := ss.SaveSchema(ctx, next.JSON()); err != nil {
+		return nil, fmt.Errorf("save schema: %w", err)
+	}
+	return next, nil
+}
+
+// Schema returns the schema in use.
+func (s *Server) Schema() *schema.Schema { return s.schema.Load() }
+
+// SetSchema replaces the schema on the running server when the change is
+// compatible (new types, new optional fields, new enum values, wider
+// limits); a breaking change is refused with every reason.
+func (s *Server) SetSchema(ctx context.Context, next *schema.Schema) error {
+	s.schemaMu.Lock()
+	defer s.schemaMu.Unlock()
+	if err := schema.Compatible(s.schema.Load(), next); err != nil {
+		return fieldsync.Errorf(fieldsync.EInvalidRequest, "%v", err)
+	}
+	if ss, ok := s.store.(schemaStore); ok {
+		if err := ss.SaveSchema(ctx, next.JSON()); err != nil {
+			return err
+		}
+	}
+	s.schema.Store(next)
+	s.log.Info("schema changed", "types", next.TypeNames())
+	return nil
+}
+
+func (s *Server) handleGetSchema(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(s.schema.Load().JSON())
+}
+
+func (s *Server) handlePutSchema(w http.ResponseWriter, r *http.Request) {
+	data, err := s.readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	next, err := schema.Parse(data)
+	if err != nil {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInvalidRequest, "%v", err))
+		return
+	}
+	if err := s.SetSchema(r.Context(), next); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.handleGetSchema(w, r)
 }

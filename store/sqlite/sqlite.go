@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -350,7 +351,9 @@ func decodeRecord(r fieldsync.Record, fields, meta, review, conflicts []byte, up
 	if err := decodeMeta(meta, &r.Meta); err != nil {
 		return r, fmt.Errorf("record %s/%s meta: %w", r.Type, r.ID, err)
 	}
-	if err := json.Unmarshal(review, &r.Review); err != nil {
+	if string(review) == "[]" {
+		r.Review = []string{}
+	} else if err := json.Unmarshal(review, &r.Review); err != nil {
 		return r, fmt.Errorf("record %s/%s review: %w", r.Type, r.ID, err)
 	}
 	if len(conflicts) > 2 { // "[]" is by far the most common
@@ -361,16 +364,22 @@ func decodeRecord(r fieldsync.Record, fields, meta, review, conflicts []byte, up
 	return r, nil
 }
 
+// scanRecordRaw reads a record row of recordColumns from a raw statement.
+func scanRecordRaw(st *sqlite3.Stmt) (fieldsync.Record, error) {
+	var r fieldsync.Record
+	r.Type = st.ColumnText(0)
+	r.ID = st.ColumnText(1)
+	r.Number = st.ColumnText(2)
+	r.Version = st.ColumnInt64(3)
+	r.Deleted = st.ColumnBool(4)
+	r.Seq = st.ColumnInt64(8)
+	return decodeRecord(r, st.ColumnRawText(5), st.ColumnRawText(6), st.ColumnRawText(7), st.ColumnRawText(10), st.ColumnInt64(9))
+}
+
 func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
 	var r fieldsync.Record
 	ok, err := t.row(`SELECT `+recordColumns+` FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
-		r.Type = st.ColumnText(0)
-		r.ID = st.ColumnText(1)
-		r.Number = st.ColumnText(2)
-		r.Version = st.ColumnInt64(3)
-		r.Deleted = st.ColumnBool(4)
-		r.Seq = st.ColumnInt64(8)
-		r, err = decodeRecord(r, st.ColumnRawText(5), st.ColumnRawText(6), st.ColumnRawText(7), st.ColumnRawText(10), st.ColumnInt64(9))
+		r, err = scanRecordRaw(st)
 		return err
 	}, typ, id)
 	if !ok || err != nil {
@@ -424,8 +433,11 @@ func encodeRecord(r *fieldsync.Record) (fields, meta, review []byte, err error) 
 	if fields, err = encodeFields(r.Fields); err != nil {
 		return
 	}
-	if meta, err = json.Marshal(r.Meta); err != nil {
+	if meta, err = encodeMeta(r.Meta); err != nil {
 		return
+	}
+	if len(r.Review) == 0 {
+		return fields, meta, []byte("[]"), nil
 	}
 	review, err = json.Marshal(r.Review)
 	return
@@ -445,12 +457,12 @@ func (t *tx) NextNumber(counter string, start int64) (int64, error) {
 }
 
 func (t *tx) RecordOp(e fieldsync.OpEntry) error {
-	fields, err := json.Marshal(e.Op.Fields)
-	if err != nil {
-		return err
-	}
-	if e.Op.Fields == nil {
-		fields = []byte("{}")
+	fields := []byte("{}")
+	if e.Op.Fields != nil {
+		var err error
+		if fields, err = encodeFields(e.Op.Fields); err != nil {
+			return err
+		}
 	}
 	w := protocol.FromResult(&e.Result)
 	result, err := json.Marshal(&w)
@@ -463,34 +475,84 @@ func (t *tx) RecordOp(e fieldsync.OpEntry) error {
 		string(e.Result.Status))
 }
 
-// Changes implements fieldsync.Store.
+// Changes implements fieldsync.Store. Like Update, it reads through the
+// connection's SQLite handle: a page is thousands of rows.
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]fieldsync.Record, int64, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, 0, unavailable(err)
-	}
-	defer tx.Rollback()
-	var max sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM records`).Scan(&max); err != nil {
-		return nil, 0, unavailable(err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+recordColumns+` FROM records WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, 0, unavailable(err)
-	}
-	defer rows.Close()
 	var out []fieldsync.Record
-	for rows.Next() {
-		r, err := scanRecord(rows)
-		if err != nil {
-			return nil, 0, unavailable(err)
+	var max int64
+	err := s.raw(ctx, func(c *sqlite3.Conn) error {
+		if err := c.Exec(`BEGIN DEFERRED`); err != nil {
+			return err
 		}
-		out = append(out, r)
+		defer func() {
+			if !c.GetAutocommit() {
+				c.SetInterrupt(context.Background())
+				c.Exec(`ROLLBACK`)
+			}
+		}()
+		st, _, err := c.Prepare(`SELECT coalesce(max(seq), 0) FROM records`)
+		if err != nil {
+			return err
+		}
+		if st.Step() {
+			max = st.ColumnInt64(0)
+		}
+		if err := st.Close(); err != nil {
+			return err
+		}
+		st, _, err = c.Prepare(`SELECT ` + recordColumns + ` FROM records WHERE seq > ? ORDER BY seq LIMIT ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := st.BindInt64(1, after); err != nil {
+			return err
+		}
+		if err := st.BindInt64(2, int64(limit)); err != nil {
+			return err
+		}
+		out = make([]fieldsync.Record, 0, min(limit, 1024))
+		for st.Step() {
+			r, err := scanRecordRaw(st)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return st.Err()
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, unavailable(err)
+	return out, max, nil
+}
+
+// raw runs fn on a pooled connection's SQLite handle, interruptible by
+// ctx. Errors come back marked retryable; a cancelled ctx as itself.
+func (s *Store) raw(ctx context.Context, fn func(*sqlite3.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return unavailable(err)
 	}
-	return out, max.Int64, nil
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		dconn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", dc)
+		}
+		c := dconn.Raw()
+		if old := c.SetInterrupt(ctx); old != ctx {
+			defer c.SetInterrupt(old)
+		}
+		return fn(c)
+	})
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return unavailable(err)
+	}
+	return nil
 }
 
 // ChangeTag implements fieldsync.Store.
@@ -817,4 +879,108 @@ func plainJSON(s string, value bool) bool {
 		}
 	}
 	return true
+}
+
+// metaLayout is the FieldMeta this file's encoder writes. encodeMeta
+// checks the real one against it once and uses encoding/json if they
+// differ, so a field added to FieldMeta is never dropped.
+var metaLayout = []struct{ name, tag string }{
+	{"Version", "v"}, {"By", "by"}, {"Seq", "seq"}, {"Role", "role,omitempty"},
+	{"HLC", "hlc,omitempty"}, {"OpID", "op,omitempty"}, {"At", "at,omitempty"},
+}
+
+var metaFast = sync.OnceValue(func() bool {
+	t := reflect.TypeFor[fieldsync.FieldMeta]()
+	if t.NumField() != len(metaLayout) {
+		return false
+	}
+	for i, f := range metaLayout {
+		sf := t.Field(i)
+		if sf.Name != f.name || sf.Tag.Get("json") != f.tag {
+			return false
+		}
+		if k := sf.Type.Kind(); k != reflect.Int64 && k != reflect.String {
+			return false
+		}
+	}
+	return true
+})
+
+// encodeMeta encodes a record's meta exactly as json.Marshal does.
+func encodeMeta(m map[string]fieldsync.FieldMeta) ([]byte, error) {
+	if !metaFast() {
+		return json.Marshal(m)
+	}
+	keys := make([]string, 0, len(m))
+	for k, fm := range m {
+		if !plainJSON(k, false) || !plainJSON(fm.By, false) || !plainJSON(fm.Role, false) || !plainJSON(fm.OpID, false) {
+			return json.Marshal(m)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]byte, 0, 2+len(m)*96)
+	out = append(out, '{')
+	str := func(key, v string, omitEmpty bool) {
+		if omitEmpty && v == "" {
+			return
+		}
+		out = append(out, ",\""...)
+		out = append(out, key...)
+		out = append(out, "\":\""...)
+		out = append(out, v...)
+		out = append(out, '"')
+	}
+	num := func(key string, v int64, omitEmpty bool) {
+		if omitEmpty && v == 0 {
+			return
+		}
+		out = append(out, ",\""...)
+		out = append(out, key...)
+		out = append(out, "\":"...)
+		out = strconv.AppendInt(out, v, 10)
+	}
+	for i, k := range keys {
+		fm := m[k]
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '"')
+		out = append(out, k...)
+		out = append(out, "\":{\"v\":"...)
+		out = strconv.AppendInt(out, fm.Version, 10)
+		str("by", fm.By, false)
+		num("seq", fm.Seq, false)
+		str("role", fm.Role, true)
+		num("hlc", int64(fm.HLC), true)
+		str("op", fm.OpID, true)
+		num("at", fm.At, true)
+		out = append(out, '}')
+	}
+	return append(out, '}'), nil
+}
+
+// LoadSchema returns the schema document the server last used.
+func (s *Store) LoadSchema(ctx context.Context) ([]byte, bool, error) {
+	var doc string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'schema'`).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	return []byte(doc), true, nil
+}
+
+// SaveSchema keeps the schema document in use.
+func (s *Store) SaveSchema(ctx context.Context, doc []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, string(doc))
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
 }
