@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/protocol"
 )
 
 // Status is what the device shows a person about its sync state.
@@ -57,6 +58,10 @@ type OpInfo struct {
 	Number    string
 	LocalTime time.Time
 	DecidedAt time.Time
+	// Overridden lists the values that lost a clash to a field policy, from
+	// the server's answer: the op's own values that lost, or the values
+	// its winning values replaced.
+	Overridden []fieldsync.Overridden
 }
 
 // Attempt is one line of an op's trail.
@@ -147,7 +152,7 @@ type querier interface {
 func (e *Engine) ops(ctx context.Context, q querier, where string, limit int, args ...any) ([]OpInfo, error) {
 	args = append(args, limit)
 	rows, err := q.QueryContext(ctx, `SELECT seq, op_id, type, entity_id, kind, fields, status, attempts, last_code, last_message,
-		result_version, number, local_time, decided_at FROM outbox WHERE `+where+` ORDER BY seq LIMIT ?`, args...)
+		result_version, number, local_time, decided_at, result FROM outbox WHERE `+where+` ORDER BY seq LIMIT ?`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +162,16 @@ func (e *Engine) ops(ctx context.Context, q querier, where string, limit int, ar
 		var o OpInfo
 		var raw []byte
 		var local, decided int64
+		var result string
 		if err := rows.Scan(&o.Seq, &o.ID, &o.Type, &o.EntityID, &o.Kind, &raw, &o.Status, &o.Attempts, &o.Code, &o.Message,
-			&o.Version, &o.Number, &local, &decided); err != nil {
+			&o.Version, &o.Number, &local, &decided, &result); err != nil {
 			return nil, err
+		}
+		if strings.Contains(result, `"overridden"`) {
+			var w protocol.Result
+			if json.Unmarshal([]byte(result), &w) == nil {
+				o.Overridden = protocol.ToResult(&w).Effective().Overridden
+			}
 		}
 		json.Unmarshal(raw, &o.Fields)
 		o.LocalTime = time.UnixMilli(local).UTC()

@@ -434,13 +434,28 @@ func readError(resp *http.Response) error {
 }
 
 // pull fetches every change since the cursor, one page per transaction.
+// The next page is fetched while one is stored, so the device's disk work
+// overlaps the server's; pages are still stored in order, each with the
+// cursor that follows it.
 func (e *Engine) pull(ctx context.Context, rep *Report) error {
+	cursor, err := e.meta(ctx, e.db, "cursor")
+	if err != nil {
+		return err
+	}
+	type fetched struct {
+		page *protocol.ChangesResponse
+		err  error
+	}
+	var ahead chan fetched // the next page, on its way
 	for {
-		cursor, err := e.meta(ctx, e.db, "cursor")
-		if err != nil {
-			return err
+		var page *protocol.ChangesResponse
+		if ahead != nil {
+			f := <-ahead
+			ahead = nil
+			page, err = f.page, f.err
+		} else {
+			page, err = e.fetchChanges(ctx, cursor)
 		}
-		page, err := e.fetchChanges(ctx, cursor)
 		if fieldsync.ErrorCode(err) == fieldsync.ECursorInvalid && !rep.Resynced {
 			e.log.Warn("server history changed: starting again from the beginning", "reason", fieldsync.ErrorMessage(err))
 			if err := e.resync(ctx, fieldsync.ErrorMessage(err)); err != nil {
@@ -451,12 +466,23 @@ func (e *Engine) pull(ctx context.Context, rep *Report) error {
 			if err := e.push(ctx, rep); err != nil {
 				return err
 			}
+			cursor = ""
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		if page.More {
+			ahead = make(chan fetched, 1)
+			go func(cursor string, out chan<- fetched) {
+				p, err := e.fetchChanges(ctx, cursor)
+				out <- fetched{p, err}
+			}(page.Cursor, ahead)
+		}
 		if err := e.update(ctx, func(tx *sql.Tx) error { return e.storePage(ctx, tx, page) }); err != nil {
+			if ahead != nil {
+				<-ahead
+			}
 			return err
 		}
 		rep.Pulled += len(page.Changes)
@@ -466,6 +492,7 @@ func (e *Engine) pull(ctx context.Context, rep *Report) error {
 		if !page.More {
 			return nil
 		}
+		cursor = page.Cursor
 	}
 }
 

@@ -32,6 +32,7 @@ type View struct {
 	Fields       map[string]json.RawMessage
 	Review       []string             // fields awaiting review
 	Conflicts    []fieldsync.Conflict // open conflicts not yet settled on this device
+	Settled      []fieldsync.Conflict // conflicts settled on the server, with their settlement
 	State        string               // RecordReady, RecordSent, RecordReview, RecordError
 	Pending      int                  // ops not yet delivered
 	OnlyOnDevice bool                 // the server has not confirmed the record yet
@@ -111,6 +112,8 @@ func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, er
 		for _, c := range all {
 			if c.Open() {
 				v.Conflicts = append(v.Conflicts, c)
+			} else {
+				v.Settled = append(v.Settled, c)
 			}
 		}
 	}
@@ -201,7 +204,7 @@ func settleLocally(v *View, fields map[string]json.RawMessage) {
 			continue
 		}
 		for i, c := range v.Conflicts {
-			if c.ID != st.Conflict {
+			if c.ID != st.Conflict || c.Field != field {
 				continue
 			}
 			switch st.Choice {

@@ -184,18 +184,21 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 				// server's side may correct its own value; anyone else's
 				// value joins the conflict (a device's later value replaces
 				// its earlier one) for the person who settles it.
-				res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
-					Field: name, ServerValue: orNull(cur), DeviceValue: v, ServerVersion: m.Version, ServerBy: m.By,
-				})
 				changed = true
 				mine := fieldsync.ConflictValue{Value: v, By: op.DeviceID, Role: w.Role, OpID: op.ID, At: now}
 				if own(m, op) {
+					res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
+						Field: name, ServerValue: v, DeviceValue: v, ServerVersion: next, ServerBy: op.DeviceID,
+					})
 					mine.Version = next
 					c.Server = mine
 					setField(rec, name, v)
 					rec.Meta[name] = meta(next)
 					continue
 				}
+				res.Conflicts = append(res.Conflicts, fieldsync.FieldConflict{
+					Field: name, ServerValue: orNull(cur), DeviceValue: v, ServerVersion: m.Version, ServerBy: m.By,
+				})
 				replaced := false
 				for i := range c.Theirs {
 					if op.DeviceID != OfficeDevice && c.Theirs[i].By == op.DeviceID {
@@ -329,7 +332,7 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 		c, open := rec.OpenConflict(name)
 		if !open || c.ID != st.Conflict {
 			for _, old := range rec.Conflicts {
-				if old.ID == st.Conflict && old.Settled != nil {
+				if old.ID == st.Conflict && old.Field == name && old.Settled != nil {
 					s := old.Settled
 					return reject(fieldsync.EAlreadySettled, "this conflict on %s was already settled by %s (%s) at version %d", name, s.By, s.Choice, s.Version)
 				}
@@ -437,6 +440,10 @@ func setField(rec *fieldsync.Record, name string, v json.RawMessage) {
 func conflictMessage(cs []fieldsync.FieldConflict) string {
 	parts := make([]string, len(cs))
 	for i, c := range cs {
+		if jsonEqual(c.ServerValue, c.DeviceValue) {
+			parts[i] = fmt.Sprintf("%s awaits review; your %s replaces your earlier value on the server's side", c.Field, short(c.DeviceValue))
+			continue
+		}
 		parts[i] = fmt.Sprintf("%s was changed on the server (kept %s, yours %s)", c.Field, short(c.ServerValue), short(c.DeviceValue))
 	}
 	return strings.Join(parts, "; ") + ": needs review"

@@ -112,16 +112,14 @@ func statusHandler(eng *client.Engine) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := eng.Status(r.Context())
-		var review []reviewJSON
+		var out statusJSON
 		if err == nil {
-			review, err = reviewRecords(r.Context(), eng, defaultType)
+			out, err = statusOf(r.Context(), eng, st, defaultType)
 		}
 		if err != nil {
 			http.Error(w, "cannot read the device's status: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
-		out := toStatusJSON(st)
-		out.Review = review
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, out)

@@ -70,9 +70,13 @@ func TestDemo(t *testing.T) {
 	srv, statusURL := m[1], m[2]
 	out := demo.stdout.String()
 	contains(t, "demo output", out, "already in use", "using a free port instead", "made 5 sample work orders",
-		"list   --dir "+device, "--server "+srv, `--id WO-1001 --set status="in progress"`, "--field comments",
-		"status --dir "+device, "office edit --server "+srv, "--base 1", "office show --server "+srv, "curl -s "+srv+"/v1/records/work_order/",
-		"curl -s "+statusURL)
+		"list   --dir "+device, "--server "+srv, `--id WO-1001 --set status="completed on site"`, "--field comments",
+		"status --dir "+device, "office edit --server "+srv, "--base 1 --set status=closed", "office show --server "+srv,
+		"settle --dir "+device+` --id WO-1001 --field status --value "waiting for parts" --note "completed, but parts required"`,
+		"curl -s "+srv+"/v1/records/work_order/", "curl -s "+statusURL)
+	if strings.Index(out, "office edit") > strings.Index(out, "settle --dir") {
+		t.Errorf("the demo prints the settle command before the conflict it settles:\n%s", out)
+	}
 	if strings.Contains(out, taken.Addr().String()+"\n  field") {
 		t.Errorf("the demo claims the taken address:\n%s", out)
 	}
@@ -99,14 +103,32 @@ func TestDemo(t *testing.T) {
 
 	// The printed update, made by another process on the demo's device,
 	// reaches the server through the demo's agent.
-	mustCLI(t, "update", "--dir", device, "--id", "WO-1001", "--set", "status=in progress")
+	mustCLI(t, "update", "--dir", device, "--id", "WO-1001", "--set", "status=completed on site")
 	eventually(t, "the demo's agent delivers the update", func() (bool, string) {
 		r, _ := getRecord(t, srv, sample)
-		return string(r.Record.Fields["status"]) == `"in progress"`, string(r.Record.Fields["status"])
+		return string(r.Record.Fields["status"]) == `"completed on site"`, string(r.Record.Fields["status"])
 	})
-	// The printed office edit from version 1 is a conflict.
+	// The printed office edit from version 1 is a conflict on status; the
+	// agent brings it to the device.
 	out = mustCLI(t, "office", "edit", "--server", srv, "--id", sample, "--base", "1", "--set", "status=closed")
-	contains(t, "the printed office edit", out, "conflict")
+	contains(t, "the printed office edit", out, "conflict", "kept completed on site", "yours closed")
+	eventually(t, "the demo's agent pulls the conflict", func() (bool, string) {
+		st := statusJSONOf(t, device)
+		return st.NeedsReview == 1, fmt.Sprintf("%+v", st)
+	})
+	// The printed settlement reaches the server through the agent.
+	out = mustCLI(t, "settle", "--dir", device, "--id", "WO-1001", "--field", "status",
+		"--value", "waiting for parts", "--note", "completed, but parts required")
+	contains(t, "the printed settle", out, "saved on this device", `"waiting for parts"`)
+	eventually(t, "the demo's agent delivers the settlement", func() (bool, string) {
+		r := getConflicts(t, srv, sample)
+		if len(r.Record.Conflicts) != 1 || r.Record.Conflicts[0].Settled == nil {
+			return false, fmt.Sprintf("%+v", r.Record.Conflicts)
+		}
+		s := r.Record.Conflicts[0].Settled
+		return string(s.Value) == `"waiting for parts"` && s.Note == "completed, but parts required" &&
+			string(r.Record.Fields["status"]) == `"waiting for parts"`, fmt.Sprintf("%+v %s", s, r.Record.Fields["status"])
+	})
 
 	if err := demo.stop(); err != nil {
 		t.Fatalf("demo stopped with %v", err)

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,43 +10,39 @@ import (
 	"github.com/fieldsync/fieldsync/internal/bench"
 )
 
-const benchUsage = `usage: fieldsync bench [--json] [--ops N] [--records N] [--saves N] [--dir DIR]
+const benchUsage = `Usage: fieldsync bench [--json] [--ops N] [--records N] [--saves N] [--dir DIR]
 
-Measures the sync core on this machine, in one run: the fsync floor
-(4 KiB append + fdatasync), local save latency of one user action through
-the device engine, push of a backlog and pull of records between a real
-device and a real server over loopback HTTP, bytes on the wire per status
-update, the loopback round trip and the peak memory of the process.
-Progress goes to stderr. Results go to stdout: a table with each figure's
-floor, ratio and target, or with --json one JSON array of
-{"name","value","unit"} objects.
+Measure, in one run on this machine: the fsync floor (4 KiB append +
+fdatasync), the latency of one user action saved durably through the device
+engine, the push of a backlog of ops and the pull of records between a real
+device and a real server over loopback HTTP, the bytes on the wire per
+status update, the loopback round trip, and the peak memory of the process
+(server and device run in it). Progress goes to stderr. The results go to
+stdout: a table with each figure's floor, ratio and target, or with --json
+one JSON array of {"name","value","unit"} objects. BENCHMARKS.md explains
+each figure.
 
+Example:
+  fieldsync bench --json > bench.json
 `
 
 // runBench runs `fieldsync bench`.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, benchUsage)
-		fs.PrintDefaults()
-	}
-	asJSON := fs.Bool("json", false, "print one JSON array of {name, value, unit} to stdout")
-	ops := fs.Int("ops", 10000, "ops in the push backlog")
-	records := fs.Int("records", 10000, "records pulled into a fresh device")
-	saves := fs.Int("saves", 2000, "local saves timed")
-	dir := fs.String("dir", "", "working directory, kept afterwards (default: a temporary directory, removed)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	cmd := newCommand("bench", benchUsage)
+	asJSON := cmd.Bool("json", false, "print one JSON array of {name, value, unit} objects")
+	ops := cmd.Int("ops", 10000, "`N` ops in the push backlog")
+	records := cmd.Int("records", 10000, "`N` records pulled into a fresh device")
+	saves := cmd.Int("saves", 2000, "`N` local saves timed")
+	dir := cmd.String("dir", "", "working `DIR`, kept afterwards (default: a temporary directory, removed)")
+	pos, err := cmd.parse(args, stdout)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	if err := cmd.noArgs(pos); err != nil {
+		return err
 	}
 	if *ops < 1 || *records < 1 || *saves < 1 {
-		return errors.New("bench: --ops, --records and --saves must be 1 or more")
+		return cmd.usageError("--ops, --records and --saves must be 1 or more")
 	}
 
 	work := *dir
@@ -69,7 +63,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 	endProgress()
 	if err != nil {
-		return err
+		return fmt.Errorf("bench: %w", err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -148,6 +148,18 @@ func contains(t *testing.T, what, got string, wants ...string) {
 	}
 }
 
+// containsText is contains with runs of spaces counted as one, for
+// output laid out in columns.
+func containsText(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	squashed := strings.Join(strings.Fields(got), " ")
+	for _, w := range wants {
+		if !strings.Contains(squashed, strings.Join(strings.Fields(w), " ")) {
+			t.Errorf("%s: no %q in:\n%s", what, w, got)
+		}
+	}
+}
+
 // eventually polls cond until it holds or 30s pass.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -231,11 +243,16 @@ func TestHelp(t *testing.T) {
 			t.Errorf("fieldsync help %s differs from fieldsync %s --help", c.name, c.name)
 		}
 	}
-	for _, action := range []string{"create", "edit", "show"} {
+	for _, action := range []string{"create", "edit", "settle", "show"} {
 		got := mustCLI(t, "office", action, "--help")
 		contains(t, "office "+action+" --help", got, "Usage: fieldsync office "+action, "--server", "Flags:")
 	}
 	contains(t, "create --help", mustCLI(t, "create", "--help"), "--dir", "--set", "FIELDSYNC_DIR", "in progress")
+	contains(t, "settle --help", mustCLI(t, "settle", "--help"), "--keep-server", "--take-device", "--op OPID", "--value VALUE",
+		"--note TEXT", "--conflict ID", "offline", "already_settled", `--value "waiting for parts" --note "completed, but parts required"`)
+	contains(t, "office settle --help", mustCLI(t, "office", "settle", "--help"), "--keep-server", "--take-device", "--value VALUE",
+		"--note TEXT", "GET", "POST /v1/records/TYPE/ID/settle", "already_settled")
+	contains(t, "office --help", mustCLI(t, "office", "--help"), "office settle", "server-wins", "manual")
 	contains(t, "version", mustCLI(t, "version"), "fieldsync ", "protocol 1")
 }
 
@@ -267,7 +284,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"server", "--log-level", "loud", "--addr", "127.0.0.1:0"}, []string{`log level "loud"`}},
 		{[]string{"agent", "--dir", dir}, []string{"--server URL"}},
 		{[]string{"agent", "--dir", dir, "--server", "http://127.0.0.1:1", "--status-addr", "0.0.0.0:0"}, []string{"127.0.0.1", "device's queue"}},
-		{[]string{"office"}, []string{"create, edit or show"}},
+		{[]string{"office"}, []string{"create, edit, settle or show"}},
+		{[]string{"settle", "--dir", dir, "--field", "status", "--keep-server"}, []string{"name the record with --id"}},
+		{[]string{"settle", "--dir", dir, "--id", "x", "--keep-server"}, []string{"--field"}},
+		{[]string{"settle", "--dir", dir, "--id", "x", "--field", "status"}, []string{"choose one of --keep-server, --take-device or --value VALUE"}},
+		{[]string{"settle", "--dir", dir, "--id", "x", "--field", "status", "--take-device", "--value", "v"}, []string{"choose one of"}},
+		{[]string{"settle", "--dir", dir, "--id", "x", "--field", "status", "--value", "v", "--op", "o"}, []string{"--op goes with --take-device"}},
+		{[]string{"settle", "--dir", empty, "--id", "x", "--field", "status", "--keep-server"}, []string{"no device store in"}},
+		{[]string{"office", "settle", "--server", "http://127.0.0.1:1", "--field", "status", "--keep-server"}, []string{"--id"}},
 		{[]string{"office", "fly"}, []string{`unknown action "fly"`}},
 		{[]string{"office", "edit", "--set", "a=1"}, []string{"--server URL"}},
 		{[]string{"office", "edit", "--server", "http://127.0.0.1:1", "--set", "a=1"}, []string{"--id"}},

@@ -25,7 +25,8 @@ database (DIR/server.db), five sample work orders (made the first time),
 and one field agent syncing the device directory DIR/device. Prints the
 server's URL, the agent's status URL, and commands to try in another
 terminal: change a status on the device, add a comment, make the office
-edit the same record, look at the queue and the history. If the port of
+set the same status (a conflict), settle it with a note, look at the
+queue and the history. If the port of
 --addr is taken, a free one is used instead. Ctrl-C stops everything
 cleanly; run it again to continue with the same data.
 `
@@ -247,16 +248,23 @@ Try, in another terminal (the device commands work with no network too):
 
   # the field worker's device
   %[5]s list   --dir %[6]s
-  %[5]s update --dir %[6]s --id %[7]s --set status="in progress"
+  %[5]s update --dir %[6]s --id %[7]s --set status="completed on site"
   %[5]s append --dir %[6]s --id %[7]s --field comments --value "Pressure ok, 1.4 bar"
   %[5]s status --dir %[6]s
   %[5]s sync   --dir %[6]s --server %[8]s
 
-  # the office changes the same status from version 1: a conflict, both values kept
+  # the office, still on version 1, sets the status too: status is settled by
+  # a person, so nothing is overwritten and both values wait in a conflict
   %[5]s office edit --server %[8]s --id %[9]s --base 1 --set status=closed
   %[5]s office show --server %[8]s --id %[9]s
   %[5]s sync   --dir %[6]s --server %[8]s
+  %[5]s status --dir %[6]s
   %[5]s show   --dir %[6]s --id %[7]s
+
+  # settle it on the device (offline too: it waits in the queue like any change)
+  %[5]s settle --dir %[6]s --id %[7]s --field status --value "waiting for parts" --note "completed, but parts required"
+  %[5]s sync   --dir %[6]s --server %[8]s
+  %[5]s office show --server %[8]s --id %[9]s
 
   # the queue, then one op's whole trail (an op id from ops)
   %[5]s ops    --dir %[6]s

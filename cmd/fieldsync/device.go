@@ -120,12 +120,15 @@ type viewJSON struct {
 	Deleted      bool                       `json:"deleted,omitempty"`
 	Review       []string                   `json:"review,omitempty"`
 	Fields       map[string]json.RawMessage `json:"fields"`
+	Conflicts    []fieldsync.Conflict       `json:"conflicts,omitempty"` // open, not settled on this device
+	Settled      []fieldsync.Conflict       `json:"settled,omitempty"`   // settled on the server
 }
 
 func toViewJSON(v client.View) viewJSON {
 	return viewJSON{
 		Type: v.Type, ID: v.ID, Number: v.Number, Version: v.Version, State: v.State, Pending: v.Pending,
 		OnlyOnDevice: v.OnlyOnDevice, Deleted: v.Deleted, Review: v.Review, Fields: v.Fields,
+		Conflicts: v.Conflicts, Settled: v.Settled,
 	}
 }
 
@@ -145,7 +148,16 @@ type opJSON struct {
 	Version   int64                      `json:"version,omitempty"`
 	LocalTime time.Time                  `json:"local_time"`
 	DecidedAt *time.Time                 `json:"decided_at,omitempty"`
-	Trail     []attemptJSON              `json:"trail,omitempty"`
+	// Overridden lists the values that lost to a field's policy.
+	Overridden []overriddenJSON `json:"overridden,omitempty"`
+	Trail      []attemptJSON    `json:"trail,omitempty"`
+}
+
+type overriddenJSON struct {
+	Field  string          `json:"field"`
+	Value  json.RawMessage `json:"value"`
+	By     string          `json:"by,omitempty"`
+	Policy string          `json:"policy"`
 }
 
 type attemptJSON struct {
@@ -159,11 +171,15 @@ func toOpJSON(o client.OpInfo, number string) opJSON {
 	if o.Number != "" {
 		number = o.Number
 	}
-	return opJSON{
+	out := opJSON{
 		Seq: o.Seq, ID: o.ID, Type: o.Type, Entity: o.EntityID, Number: number, Kind: o.Kind, Fields: o.Fields,
 		Status: o.Status, Attempts: o.Attempts, Code: o.Code, Message: o.Message, Version: o.Version,
 		LocalTime: o.LocalTime, DecidedAt: timePtr(o.DecidedAt),
 	}
+	for _, ov := range o.Overridden {
+		out.Overridden = append(out.Overridden, overriddenJSON{Field: ov.Field, Value: ov.Value, By: ov.By, Policy: ov.Policy})
+	}
+	return out
 }
 
 // opStatusLabel is the status a person reads.

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/fieldsync/fieldsync"
 )
 
 var (
@@ -76,6 +78,22 @@ func fieldString(t *testing.T, fields map[string]json.RawMessage, name string) s
 		t.Fatalf("field %s: want a string, got %s", name, fields[name])
 	}
 	return s
+}
+
+// officeConflictID returns the id of the first conflict of a record on
+// the server.
+func officeConflictID(t *testing.T, url, id string) string {
+	t.Helper()
+	var h struct {
+		Record struct {
+			Conflicts []fieldsync.Conflict `json:"conflicts"`
+		} `json:"record"`
+	}
+	getJSON(t, url+"/v1/records/work_order/"+id, &h)
+	if len(h.Record.Conflicts) == 0 {
+		t.Fatalf("record %s has no conflict on the server", id)
+	}
+	return h.Record.Conflicts[0].ID
 }
 
 func statusJSONOf(t *testing.T, dir string) statusJSON {
@@ -224,32 +242,92 @@ func TestDeviceAndOffice(t *testing.T) {
 	}
 	contains(t, "op after discard", mustCLI(t, "op", "--dir", dir, badOp), "discarded by the user")
 
-	// The office edits from a stale version: a conflict, nothing overwritten.
+	// The office sets the status from a stale version: status is settled
+	// by a person, so nothing is overwritten and a conflict opens.
 	out = mustCLI(t, "office", "edit", "--server", srv, "--id", id, "--base", "1", "--set", "status=closed")
-	contains(t, "office edit from version 1", out, "conflict", "nothing was overwritten", "kept in progress", "yours closed")
+	contains(t, "office edit of status from version 1", out, "conflict", "nothing was overwritten", "kept in progress",
+		"yours closed", "settle it: fieldsync office settle --server "+srv+" --id "+id+" --field status")
 	out = mustCLI(t, "office", "edit", "--server", srv, "--id", id, "--set", "address=Quai 3", "--set", "assignee=Sam")
 	contains(t, "office edit on the current version", out, "based on the server's current version", "applied")
+	if strings.Contains(out, "overridden") {
+		t.Errorf("an edit on the current version overrode something:\n%s", out)
+	}
 	rec, _ = getRecord(t, srv, id)
 	if fieldString(t, rec.Record.Fields, "status") != "in progress" || fieldString(t, rec.Record.Fields, "address") != "Quai 3" {
 		t.Errorf("server record after office edits: %+v", rec.Record)
 	}
-	// The device, not having seen the office's address, changes it too.
-	mustCLI(t, "update", "--dir", dir, "--id", "WO-1001", "--set", "address=Quai 4")
+	// The device, not having seen the office's address, changes it too:
+	// address is server-wins, so the office's stays and the device's is
+	// recorded as overridden. Its status corrects its own side of the open
+	// conflict, and a second office status joins the conflict.
+	addrOp := savedOp(t, mustCLI(t, "update", "--dir", dir, "--id", "WO-1001", "--set", "address=Quai 4"))
+	statusOp := savedOp(t, mustCLI(t, "update", "--dir", dir, "--id", "WO-1001", "--set", "status=completed on site"))
 	out = mustCLI(t, "sync", "--dir", dir, "--server", srv)
-	contains(t, "sync into a conflict", out, "1 need review")
+	contains(t, "sync into a conflict", out, "sent 2 ops, 1 delivered, 1 need review", "needs review: 1 (WO-1001 status)")
+	if strings.Contains(out, "needs attention") {
+		t.Errorf("sync: an op in an open conflict is listed besides the conflict:\n%s", out)
+	}
+	out = mustCLI(t, "office", "edit", "--server", srv, "--id", id, "--set", "status=cancelled")
+	contains(t, "office edit of a status under review", out, "conflict", "kept completed on site", "yours cancelled")
+	mustCLI(t, "sync", "--dir", dir, "--server", srv)
+	out = mustCLI(t, "op", "--dir", dir, addrOp)
+	contains(t, "op of the overridden address", out, "status: delivered", "overridden", `address: this op's "Quai 4" lost (server-wins)`)
+	var opj opJSON
+	json.Unmarshal([]byte(mustCLI(t, "op", "--dir", dir, addrOp, "--json")), &opj)
+	if len(opj.Overridden) != 1 || opj.Overridden[0].Field != "address" || string(opj.Overridden[0].Value) != `"Quai 4"` || opj.Overridden[0].Policy != "server-wins" {
+		t.Errorf("op --json of the overridden address: %+v", opj.Overridden)
+	}
+	contains(t, "ops", mustCLI(t, "ops", "--dir", dir), `overridden: address: your "Quai 4" lost (server-wins)`)
+
 	out = mustCLI(t, "status", "--dir", dir)
-	contains(t, "status with a conflict", out, "needs review: 1 op", "WO-1001: status, address changed on both sides",
-		`address was changed on the server (kept "Quai 3", yours "Quai 4")`)
+	contains(t, "status with a conflict", out, "needs review: 1\n")
+	containsText(t, "status with a conflict", out,
+		"WO-1001 status: changed on both sides, nothing overwritten; needs review (conflict "+officeConflictID(t, srv, id),
+		`server's value: "completed on site"`, "this device, ", "op "+statusOp,
+		`clashing value: "closed"`, "office, ",
+		`clashing value: "cancelled"`,
+		"settle it: fieldsync settle --dir "+dir+" --id WO-1001 --field status --keep-server | --take-device | --value VALUE",
+		"add --op OPID")
+	for _, bad := range []string{"needs review: update", "address"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("status with a conflict: %q should not be there (settled by policy, or shown with its conflict):\n%s", bad, out)
+		}
+	}
+	st := statusJSONOf(t, dir)
+	if st.NeedsReview != 1 || len(st.Review) != 1 || len(st.Review[0].Conflicts) != 1 || len(st.Review[0].Conflicts[0].Theirs) != 2 ||
+		len(st.Attention) != 0 {
+		t.Errorf("status --json with a conflict: %+v", st)
+	}
 	out = mustCLI(t, "show", "--dir", dir, "--id", "WO-1001")
-	contains(t, "show with a conflict", out, "state: needs review", "needs review: status, address", "Quai 3", "Pressure ok", "Sam")
+	contains(t, "show with a conflict", out, "state: needs review", "needs review: status", "Quai 3", "Pressure ok", "Sam",
+		"conflicts:", "status: open, needs review", `"completed on site"`, `"closed"`, `"cancelled"`, "fieldsync settle --dir "+dir+" --id WO-1001 --field status")
 	var v viewJSON
 	json.Unmarshal([]byte(mustCLI(t, "show", "--dir", dir, "--id", "WO-1001", "--json")), &v)
-	if v.ID != id || v.State != "needs review" || len(v.Review) != 2 {
+	if v.ID != id || v.State != "needs review" || len(v.Review) != 1 || v.Review[0] != "status" || len(v.Conflicts) != 1 || len(v.Settled) != 0 {
 		t.Errorf("show --json: %+v", v)
 	}
 	out = mustCLI(t, "office", "show", "--server", srv, "--id", id)
-	contains(t, "office show", out, "WO-1001  Boiler service", "needs review: status, address", "office #1", "conflict v",
-		"history (6 ops", "Pressure ok")
+	contains(t, "office show", out, "WO-1001  Boiler service", "needs review: status", "conflicts:", "status: open, needs review",
+		"fieldsync office settle --server "+srv+" --id "+id+" --field status",
+		"history (8 ops", "office #1", "conflict v4", `conflict: status kept "in progress"`, `this op's "closed": needs review`,
+		"applied, overridden v5", `overridden: address: this op's "Quai 4" lost (server-wins)`,
+		"office #3", `this op's "cancelled": needs review`, "Pressure ok")
+
+	// Settle on the device, taking one of the two clashing values by its op.
+	c := v.Conflicts[0]
+	msg = cliErr(t, "settle", "--dir", dir, "--id", "WO-1001", "--field", "status", "--take-device", "--op", upd)
+	contains(t, "settle --op of an op outside the conflict", msg, "is not one of the conflict's clashing values", c.Theirs[0].OpID)
+	out = mustCLI(t, "settle", "--dir", dir, "--id", "WO-1001", "--field", "status", "--take-device", "--op", shortID(c.Theirs[0].OpID))
+	contains(t, "settle --take-device --op", out, `settlement of WO-1001 status: "closed" (the clashing value)`, "in the queue until the next sync")
+	if st := statusJSONOf(t, dir); st.NeedsReview != 0 || st.Pending != 1 {
+		t.Errorf("status after the settlement saved on the device: %+v", st)
+	}
+	mustCLI(t, "sync", "--dir", dir, "--server", srv)
+	rec, _ = getRecord(t, srv, id)
+	if fieldString(t, rec.Record.Fields, "status") != "closed" || len(rec.Record.Review) != 0 {
+		t.Errorf("server record after the settlement: %+v", rec.Record)
+	}
+	contains(t, "status after the settlement", mustCLI(t, "status", "--dir", dir), "needs attention: nothing")
 
 	// An office create reaches the device at its next sync.
 	out = mustCLI(t, "office", "create", "--server", srv, "--set", "title=Replace meter", "--set", "amount=120")

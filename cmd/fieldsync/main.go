@@ -60,11 +60,12 @@ func commands() []subcommand {
 		{"ops", "list the device's outbox, in device order", runOps, groupDevice},
 		{"op", "show one op and every attempt to send it", runOp, groupDevice},
 		{"discard", "give up an op the server rejected", runDiscard, groupDevice},
+		{"settle", "settle a conflict: keep the server's value, take the device's, or a new one", runSettle, groupDevice},
 		{"status", "what is queued, the last sync, what needs attention", runStatus, groupDevice},
 
 		{"sync", "send the device's queue to the server and pull its changes, once", runSync, groupSync},
 
-		{"office", "dispatcher edits over HTTP: office create | edit | show", runOffice, groupOffice},
+		{"office", "the dispatcher over HTTP: office create | edit | settle | show", runOffice, groupOffice},
 
 		{"bench", "measure durability and sync throughput on this machine", runBench, groupOther},
 		{"version", "print the version", runVersion, groupOther},

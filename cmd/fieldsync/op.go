@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/client"
 )
 
@@ -16,7 +17,10 @@ const opUsage = `Usage: fieldsync op [--dir DIR] [--json] OPID
 Show one op of the device's outbox and its whole trail: when it was
 created, every attempt to send it (time, outcome, error code, the server's
 message), and how it ended: delivered, needs review, rejected or
-discarded. OPID is the op id that create, update and ops print.
+discarded. A delivered op whose values lost to a field's policy (say, an
+address the office changed too: the office's wins) lists each value that
+lost; so does one whose values replaced someone else's. OPID is the op id
+that create, update, settle and ops print.
 `
 
 // runOp runs `fieldsync op`.
@@ -50,7 +54,9 @@ func runOp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "op %s (seq %d)\n", o.ID, o.Seq)
 	fmt.Fprintf(stdout, "  %s of %s %s (%s)\n", o.Kind, o.Type, opRecord(o, nums), o.EntityID)
-	if len(o.Fields) > 0 {
+	if o.Kind == string(fieldsync.KindSettle) {
+		fmt.Fprintf(stdout, "  settles %s\n", describeSettle(o.Fields))
+	} else if len(o.Fields) > 0 {
 		fmt.Fprintf(stdout, "  fields: %s\n", fmtFields(o.Fields, 0))
 	}
 	fmt.Fprintf(stdout, "status: %s", opStatusLabel(o.Status))
@@ -62,12 +68,23 @@ func runOp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.Message != "" && o.Status != client.OpDelivered {
 		fmt.Fprintf(stdout, "last word: %s: %s\n", o.Code, o.Message)
 	}
+	if len(o.Overridden) > 0 {
+		fmt.Fprintln(stdout, "overridden (settled by the field's policy; nothing was dropped silently):")
+		for _, ov := range o.Overridden {
+			fmt.Fprintf(stdout, "  %s\n", overriddenText(ov, eng.DeviceID(), o.Fields[ov.Field]))
+		}
+	}
 	switch o.Status {
 	case client.OpError:
 		fmt.Fprintf(stdout, "the server refused it and will not take it as it is: save a corrected change,\n"+
 			"then drop this one with: fieldsync discard --dir %s %s --yes\n", shellQuote(*dir), o.ID)
 	case client.OpConflict:
-		fmt.Fprintln(stdout, "nothing was overwritten: both values are kept and the field is marked for review")
+		fmt.Fprintln(stdout, "nothing was overwritten: both values are kept and the field is marked for review;\n"+
+			"fieldsync status shows the conflict and the command that settles it")
+	}
+	if o.Status == client.OpError && (o.Code == string(fieldsync.EAlreadySettled) || o.Code == string(fieldsync.ENoConflict)) {
+		fmt.Fprintf(stdout, "the conflict was settled before this settlement arrived; fieldsync show --dir %s --id %s says how\n",
+			shellQuote(*dir), opRecord(o, nums))
 	}
 	fmt.Fprintln(stdout, "trail:")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

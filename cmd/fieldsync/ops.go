@@ -70,7 +70,10 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tOP\tKIND\tRECORD\tSTATUS\tSENT\tDETAIL")
 	for _, o := range ops {
-		detail := fmtFields(o.Fields, 50)
+		detail := opDetail(o, 50)
+		if len(o.Overridden) > 0 && o.Message != "" {
+			detail = "overridden: " + o.Message
+		}
 		if o.Message != "" && o.Status != client.OpDelivered {
 			detail = o.Message
 			if o.Code != "" {

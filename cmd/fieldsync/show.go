@@ -13,8 +13,11 @@ const showUsage = `Usage: fieldsync show [--dir DIR] [--type TYPE] --id ID [--js
 
 Show one record as this device sees it: the server-confirmed state with
 the device's own pending changes on top, its state (ready to send, sent,
-needs review, error), how many of its ops are still in the queue, and the
-fields that need a person's review.
+needs review, error), how many of its ops are still in the queue, and its
+conflicts: the open ones, with the value the server kept and each value
+that clashed with it (who, when) and the command that settles them; the
+settled ones, with how (choice, value, note) and by whom; and the
+settlements made on this device that are not sent yet.
 
 Example:
   fieldsync show --id WO-1001
@@ -70,9 +73,38 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "pending: %s in the queue\n", plural(v.Pending, "op", "ops"))
 	if len(v.Review) > 0 {
-		fmt.Fprintf(stdout, "needs review: %s (changed on both sides; see fieldsync status)\n", strings.Join(v.Review, ", "))
+		fmt.Fprintf(stdout, "needs review: %s (changed on both sides, nothing overwritten)\n", strings.Join(v.Review, ", "))
 	}
 	fmt.Fprintln(stdout, "fields:")
 	printFields(stdout, v.Fields, v.Review)
+	pending, err := pendingSettles(ctx, eng, v)
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	printDeviceConflicts(stdout, v, pending, eng.DeviceID(), *dir)
 	return nil
+}
+
+// printDeviceConflicts writes a record's conflicts as the device knows
+// them: open, settled on this device and not sent yet, settled.
+func printDeviceConflicts(w io.Writer, v client.View, pending []client.OpInfo, self, dir string) {
+	if len(v.Conflicts) == 0 && len(pending) == 0 && len(v.Settled) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "conflicts:")
+	for _, c := range v.Conflicts {
+		fmt.Fprintf(w, "  %s: open, needs review (conflict %s, opened %s)\n", c.Field, c.ID, fmtTime(c.OpenedAt))
+		typ := ""
+		if v.Type != defaultType {
+			typ = " --type " + v.Type
+		}
+		printConflict(w, "    ", c, self, fmt.Sprintf("fieldsync settle --dir %s%s --id %s --field %s --keep-server | --take-device | --value VALUE [--note TEXT]",
+			shellQuote(dir), typ, label(v), c.Field))
+	}
+	for _, o := range pending {
+		fmt.Fprintf(w, "  settled on this device, in the queue until the next sync (op %s): %s\n", o.ID, describeSettle(o.Fields))
+	}
+	for _, c := range v.Settled {
+		printSettled(w, "  ", c, self)
+	}
 }

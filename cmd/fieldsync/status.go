@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/client"
 )
 
@@ -14,8 +16,11 @@ const statusUsage = `Usage: fieldsync status [--dir DIR] [--json]
 
 Say where this device stands: how many ops are in the queue and since
 when, how many were delivered, the last successful sync (or never), the
-last error, and what needs a person: ops the server rejected (with its
-reason) and fields changed on both sides. Works with no network at all.
+last error, and what needs a person: conflicts to settle ("needs review":
+per field, the value the server kept and each value that clashed with it,
+who wrote each and when, and the fieldsync settle command that settles
+it), ops the server rejected (with its reason). Works with no network at
+all.
 `
 
 // statusJSON is the --json form of the device's status, also served by
@@ -24,6 +29,7 @@ type statusJSON struct {
 	Device        string         `json:"device"`
 	Counts        map[string]int `json:"counts"`
 	Pending       int            `json:"pending"`
+	NeedsReview   int            `json:"needs_review"`
 	OldestPending *time.Time     `json:"oldest_pending,omitempty"`
 	LastSync      *time.Time     `json:"last_sync,omitempty"`
 	LastAttempt   *time.Time     `json:"last_attempt,omitempty"`
@@ -34,12 +40,14 @@ type statusJSON struct {
 	Failing       []opJSON       `json:"failing"`
 }
 
-// reviewJSON is a record with fields that need a person's review.
+// reviewJSON is a record with fields that need a person's review, and
+// its open conflicts.
 type reviewJSON struct {
-	Type   string   `json:"type"`
-	ID     string   `json:"id"`
-	Number string   `json:"number,omitempty"`
-	Fields []string `json:"fields"`
+	Type      string               `json:"type"`
+	ID        string               `json:"id"`
+	Number    string               `json:"number,omitempty"`
+	Fields    []string             `json:"fields"`
+	Conflicts []fieldsync.Conflict `json:"conflicts,omitempty"`
 }
 
 // reviewRecords lists the records of type typ with fields to review.
@@ -50,26 +58,78 @@ func reviewRecords(ctx context.Context, eng *client.Engine, typ string) ([]revie
 	}
 	out := []reviewJSON{}
 	for _, v := range views {
-		if len(v.Review) > 0 {
-			out = append(out, reviewJSON{Type: v.Type, ID: v.ID, Number: v.Number, Fields: v.Review})
+		if len(v.Review) > 0 || len(v.Conflicts) > 0 {
+			out = append(out, reviewJSON{Type: v.Type, ID: v.ID, Number: v.Number, Fields: v.Review, Conflicts: v.Conflicts})
 		}
 	}
 	return out, nil
 }
 
-func toStatusJSON(s client.Status) statusJSON {
-	out := statusJSON{
-		Device: s.DeviceID, Counts: s.Counts, Pending: s.Pending(), OldestPending: timePtr(s.OldestPending),
-		LastSync: timePtr(s.LastSync), LastAttempt: timePtr(s.LastAttempt), LastError: s.LastError, Resynced: s.Resynced,
-		Attention: []opJSON{}, Review: []reviewJSON{}, Failing: []opJSON{},
+// statusOf is the --json form of the device's status: what needs
+// attention as the text shows it, open conflicts with their values.
+func statusOf(ctx context.Context, eng *client.Engine, s client.Status, typ string) (statusJSON, error) {
+	review, err := reviewRecords(ctx, eng, typ)
+	if err != nil {
+		return statusJSON{}, err
 	}
-	for _, o := range s.Attention {
+	a := needsAttention(ctx, eng, s, review)
+	out := statusJSON{
+		Device: s.DeviceID, Counts: s.Counts, Pending: s.Pending(), NeedsReview: a.needsReview(), OldestPending: timePtr(s.OldestPending),
+		LastSync: timePtr(s.LastSync), LastAttempt: timePtr(s.LastAttempt), LastError: s.LastError, Resynced: s.Resynced,
+		Attention: []opJSON{}, Review: review, Failing: []opJSON{},
+	}
+	for _, o := range a.ops {
 		out.Attention = append(out.Attention, toOpJSON(o, ""))
 	}
 	for _, o := range s.Failing {
 		out.Failing = append(out.Failing, toOpJSON(o, ""))
 	}
-	return out
+	return out, nil
+}
+
+// attention is what needs a person on the device: open conflicts, fields
+// marked for review whose conflict the device has not pulled yet, and the
+// ops that need a look (rejected ones, refused deletes).
+type attention struct {
+	reviews []client.Review
+	waiting []reviewJSON // review fields with no conflict on the device yet
+	ops     []client.OpInfo
+}
+
+func (a attention) needsReview() int {
+	n := len(a.reviews)
+	for _, r := range a.waiting {
+		n += len(r.Fields)
+	}
+	return n
+}
+
+// needsAttention sorts the status's lists into what a person must look at.
+// An op answered "conflict" is shown with its open conflict, and no more
+// once that conflict is settled.
+func needsAttention(ctx context.Context, eng *client.Engine, st client.Status, review []reviewJSON) attention {
+	a := attention{reviews: st.Reviews}
+	for _, r := range review {
+		var missing []string
+		for _, f := range r.Fields {
+			if !slices.ContainsFunc(r.Conflicts, func(c fieldsync.Conflict) bool { return c.Field == f }) {
+				missing = append(missing, f)
+			}
+		}
+		if len(missing) > 0 {
+			a.waiting = append(a.waiting, reviewJSON{Type: r.Type, ID: r.ID, Number: r.Number, Fields: missing})
+		}
+	}
+	for _, o := range st.Attention {
+		if o.Status == client.OpConflict {
+			v, err := eng.Get(ctx, o.Type, o.EntityID)
+			if err == nil && !conflictOpShown(o, v) {
+				continue
+			}
+		}
+		a.ops = append(a.ops, o)
+	}
+	return a
 }
 
 // runStatus runs `fieldsync status`.
@@ -94,20 +154,23 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
+	if *asJSON {
+		out, err := statusOf(ctx, eng, st, *typ)
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		return writeJSON(stdout, out)
+	}
 	review, err := reviewRecords(ctx, eng, *typ)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
-	}
-	if *asJSON {
-		out := toStatusJSON(st)
-		out.Review = review
-		return writeJSON(stdout, out)
 	}
 	printStatus(ctx, stdout, eng, st, review, *dir, time.Now())
 	return nil
 }
 
 func printStatus(ctx context.Context, w io.Writer, eng *client.Engine, st client.Status, review []reviewJSON, dir string, now time.Time) {
+	a := needsAttention(ctx, eng, st, review)
 	fmt.Fprintf(w, "device %s (%s)\n", st.DeviceID, dir)
 	line := fmt.Sprintf("in queue: %s", plural(st.Pending(), "op", "ops"))
 	if !st.OldestPending.IsZero() {
@@ -118,8 +181,8 @@ func printStatus(ctx context.Context, w io.Writer, eng *client.Engine, st client
 		fmt.Fprintf(w, "being sent: %s\n", plural(n, "op", "ops"))
 	}
 	fmt.Fprintf(w, "delivered: %s\n", plural(st.Counts[client.OpDelivered], "op", "ops"))
-	if n := st.Counts[client.OpConflict]; n > 0 {
-		fmt.Fprintf(w, "needs review: %s\n", plural(n, "op", "ops"))
+	if n := a.needsReview(); n > 0 {
+		fmt.Fprintf(w, "needs review: %d\n", n)
 	}
 	if n := st.Counts[client.OpError]; n > 0 {
 		fmt.Fprintf(w, "rejected: %s\n", plural(n, "op", "ops"))
@@ -142,27 +205,50 @@ func printStatus(ctx context.Context, w io.Writer, eng *client.Engine, st client
 	if st.Resynced != "" {
 		fmt.Fprintf(w, "started over with the server: %s\n", st.Resynced)
 	}
-	if len(st.Attention) == 0 && len(st.Failing) == 0 && len(review) == 0 {
+	if len(a.reviews) == 0 && len(a.waiting) == 0 && len(a.ops) == 0 && len(st.Failing) == 0 {
 		fmt.Fprintln(w, "needs attention: nothing")
 		return
 	}
-	nums := numbers(ctx, eng, append(append([]client.OpInfo(nil), st.Attention...), st.Failing...))
-	if len(st.Attention) > 0 || len(review) > 0 {
+	self := eng.DeviceID()
+	nums := numbers(ctx, eng, append(append([]client.OpInfo(nil), a.ops...), st.Failing...))
+	if len(a.reviews) > 0 || len(a.waiting) > 0 || len(a.ops) > 0 {
 		fmt.Fprintln(w, "needs attention:")
-		for _, r := range review {
+		for _, r := range a.reviews {
 			name := r.Number
 			if name == "" {
 				name = shortID(r.ID)
 			}
-			fmt.Fprintf(w, "  %s: %s changed on both sides, both values kept; see fieldsync show --dir %s --id %s\n",
-				name, strings.Join(r.Fields, ", "), shellQuote(dir), name)
+			c := r.Conflict
+			fmt.Fprintf(w, "  %s %s: changed on both sides, nothing overwritten; needs review (conflict %s, opened %s)\n",
+				name, c.Field, c.ID, fmtTime(c.OpenedAt))
+			typ := ""
+			if r.Type != defaultType {
+				typ = " --type " + r.Type
+			}
+			settle := fmt.Sprintf("fieldsync settle --dir %s%s --id %s --field %s --keep-server | --take-device | --value VALUE [--note TEXT]",
+				shellQuote(dir), typ, name, c.Field)
+			printConflict(w, "    ", c, self, settle)
 		}
-		for _, o := range st.Attention {
+		for _, r := range a.waiting {
+			name := r.Number
+			if name == "" {
+				name = shortID(r.ID)
+			}
+			fmt.Fprintf(w, "  %s %s: changed on both sides, both values kept; the next sync brings the conflict to settle (fieldsync sync --dir %s)\n",
+				name, strings.Join(r.Fields, ", "), shellQuote(dir))
+		}
+		for _, o := range a.ops {
 			rec := opRecord(o, nums)
 			switch o.Status {
 			case client.OpError:
 				fmt.Fprintf(w, "  rejected: %s of %s (op %s): %s: %s\n", o.Kind, rec, o.ID, o.Code, o.Message)
-				fmt.Fprintf(w, "    save a corrected change, then: fieldsync discard --dir %s %s --yes\n", shellQuote(dir), o.ID)
+				switch fieldsync.Code(o.Code) {
+				case fieldsync.EAlreadySettled, fieldsync.ENoConflict:
+					fmt.Fprintf(w, "    the conflict was settled before this settlement arrived: see fieldsync show --dir %s --id %s;\n"+
+						"    then drop this op: fieldsync discard --dir %s %s --yes\n", shellQuote(dir), rec, shellQuote(dir), o.ID)
+				default:
+					fmt.Fprintf(w, "    save a corrected change, then: fieldsync discard --dir %s %s --yes\n", shellQuote(dir), o.ID)
+				}
 			case client.OpConflict:
 				fields := reviewFields(ctx, eng, o)
 				fmt.Fprintf(w, "  needs review: %s of %s (op %s), fields %s: %s\n", o.Kind, rec, o.ID, fields, o.Message)

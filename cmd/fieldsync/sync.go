@@ -89,7 +89,19 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "the server's history changed (%s): the device started over and sent its ops again\n", st.Resynced)
 	}
 	fmt.Fprintf(stdout, "in queue: %s\n", plural(st.Pending(), "op", "ops"))
-	if n := len(st.Attention); n > 0 {
+	a := needsAttention(ctx, eng, st, nil)
+	if len(a.reviews) > 0 {
+		var names []string
+		for _, r := range a.reviews {
+			name := r.Number
+			if name == "" {
+				name = shortID(r.ID)
+			}
+			names = append(names, name+" "+r.Conflict.Field)
+		}
+		fmt.Fprintf(stdout, "needs review: %d (%s); see fieldsync status --dir %s\n", len(a.reviews), strings.Join(names, ", "), shellQuote(*dir))
+	}
+	if n := len(a.ops); n > 0 {
 		fmt.Fprintf(stdout, "needs attention: %s; see fieldsync status --dir %s\n", plural(n, "op", "ops"), shellQuote(*dir))
 	}
 	return nil

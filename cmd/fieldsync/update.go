@@ -12,8 +12,12 @@ import (
 const updateUsage = `Usage: fieldsync update [--dir DIR] [--type TYPE] --id ID --set NAME=VALUE [--set NAME=VALUE...]
 
 Change some fields of a record on this device. Only the fields named are
-sent; the server merges them with what changed meanwhile, and a field that
-the office changed too is kept on both sides and marked for review.
+sent; the server merges them with what changed meanwhile. A field that
+the office changed too goes to the field's policy: on a work order the
+office's address and contact win (yours is kept in the op's history as
+overridden: see fieldsync op), visit times are the device's, and a status
+or description clash waits for a person, with both values kept (fieldsync
+status shows it, fieldsync settle settles it).
 
 --id takes the record's id, its server number (WO-1001), or the short id
 that fieldsync list shows. Values follow the rule of fieldsync create;
