@@ -327,3 +327,57 @@ func FuzzReadBody(f *testing.F) {
 		}
 	})
 }
+
+const validSettle = `{"field":"status","conflict":"0190a6c4-1b2c-7d3e-8f40-0123456789aa","choice":"new_value","value":"waiting for parts","note":"completed, but parts required"}`
+
+// FuzzDecodeSettle: DecodeSettle never panics, refuses with a request
+// code, and what it accepts names a well-formed field and a conflict,
+// carries a value of at most MaxFieldBytes of valid JSON, and survives a
+// round trip through the encoder unchanged.
+func FuzzDecodeSettle(f *testing.F) {
+	f.Add([]byte(validSettle))
+	f.Add([]byte(`{"field":"status","conflict":"c","choice":"keep_server"}`))
+	f.Add([]byte(`{"field":"status","conflict":"c","choice":"take_device","op":"0190a6c4-1b2c-7d3e-8f40-0123456789ab"}`))
+	f.Add([]byte(`{"field":"status","conflict":"c","choice":"new_value","value":null}`))
+	f.Add([]byte(`{"field":"status","conflict":"c","choice":"new_value","value":{"a":[1,{"b":null}]}}`))
+	f.Add([]byte(`{"field":"Status","conflict":"c","choice":"keep_server"}`))
+	f.Add([]byte(`{"field":"status","conflict":"","choice":"keep_server"}`))
+	f.Add([]byte(`{"field":["status","title"],"conflict":"c","choice":"keep_server"}`))
+	f.Add([]byte(`{"field":"status","conflict":"c","choice":"keep_server","by":"me"}`))
+	f.Add([]byte(`{"field":"status","conflict":"c","choice":"keep_server","note":"\u00e9\ud800"}`))
+	f.Add([]byte(validSettle[:len(validSettle)/2]))
+	f.Add([]byte(validSettle + ` {}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := protocol.DecodeSettle(data)
+		if err != nil {
+			if req != nil {
+				t.Fatal("DecodeSettle returned a request and an error")
+			}
+			checkRefusal(t, err, requestCodes)
+			return
+		}
+		if req.Field == "" || strings.ToLower(req.Field) != req.Field || len(req.Field) > 63 || req.Conflict == "" {
+			t.Fatalf("accepted field %q conflict %q", req.Field, req.Conflict)
+		}
+		if len(req.Value) > protocol.MaxFieldBytes || len(req.Value) > 0 && !json.Valid(req.Value) {
+			t.Fatalf("accepted value %q", req.Value)
+		}
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatalf("encode accepted settlement: %v", err)
+		}
+		req2, err := protocol.DecodeSettle(again)
+		if err != nil {
+			t.Fatalf("re-encoded settlement refused: %v\n%s", err, again)
+		}
+		if (len(req.Value) > 0) != (len(req2.Value) > 0) || len(req.Value) > 0 && !sameJSON(req.Value, req2.Value) {
+			t.Fatalf("round trip changed the value: %q vs %q", req.Value, req2.Value)
+		}
+		a, b := *req, *req2
+		a.Value, b.Value = nil, nil
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("round trip changed the settlement: %+v vs %+v", a, b)
+		}
+	})
+}

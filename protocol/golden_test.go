@@ -32,10 +32,14 @@ func goldenOps() []fieldsync.Op {
 		{ID: "0190a6c4-1b2c-7d3e-8f40-000000000003", Seq: 43, PrevSeq: 42, Kind: fieldsync.KindAppend, BaseVersion: 2,
 			Fields: map[string]json.RawMessage{"comments": raw(`"pressure ok"`)}},
 		{ID: "0190a6c4-1b2c-7d3e-8f40-000000000004", Seq: 44, PrevSeq: 43, Kind: fieldsync.KindDelete, BaseVersion: 3},
+		{ID: "0190a6c4-1b2c-7d3e-8f40-000000000007", Seq: 45, PrevSeq: 44, Kind: fieldsync.KindSettle, BaseVersion: 4,
+			Fields: map[string]json.RawMessage{"status": raw(`{"conflict":"0190a6c4-1b2c-7d3e-8f40-000000000002","choice":"new_value","value":"waiting for parts","note":"completed, but parts required"}`)}},
 	}
 	for i := range ops {
 		ops[i].DeviceID, ops[i].EntityType, ops[i].EntityID = base.DeviceID, base.EntityType, base.EntityID
 		ops[i].LocalTime = goldenAt.Add(time.Duration(i) * time.Minute)
+		// The clock reading: the wall clock, or one past a reading seen.
+		ops[i].HLC = fieldsync.HLCFromTime(ops[i].LocalTime) + fieldsync.HLC(i%2)
 	}
 	return ops
 }
@@ -54,6 +58,26 @@ func goldenResults() []fieldsync.Result {
 			Conflicts: []fieldsync.FieldConflict{{Field: "status", ServerValue: raw(`"cancelled"`), DeviceValue: raw(`"in progress"`), ServerVersion: 2, ServerBy: "office"}}},
 		{OpID: "0190a6c4-1b2c-7d3e-8f40-000000000006", Status: fieldsync.StatusRetry, Code: fieldsync.EWaitingForEarlier,
 			Message: "waiting for this device's op number 45 on the same record"},
+		{OpID: "0190a6c4-1b2c-7d3e-8f40-000000000008", Status: fieldsync.StatusApplied, Version: 4, Number: "WO-1042",
+			Message:    `address: your "3 Dock Rd" lost (server-wins)`,
+			Overridden: []fieldsync.Overridden{{Field: "address", Value: raw(`"3 Dock Rd"`), By: "tablet-7", Policy: "server-wins"}}},
+		{OpID: "0190a6c4-1b2c-7d3e-8f40-000000000009", Status: fieldsync.StatusRejected, Code: fieldsync.EAlreadySettled,
+			Message: "this conflict on status was already settled by office (keep_server) at version 5"},
+	}
+}
+
+// goldenConflicts are the conflicts of the first golden record: one
+// settled, one open.
+func goldenConflicts() []fieldsync.Conflict {
+	return []fieldsync.Conflict{
+		{ID: "0190a6c4-1b2c-7d3e-8f40-000000000002", Field: "status", OpenedAt: goldenAt.Add(3 * time.Minute),
+			Server: fieldsync.ConflictValue{Value: raw(`"cancelled"`), By: "office", Role: "dispatcher", OpID: "0190a6c4-1b2c-7d3e-8f40-0000000000f1", Version: 2, At: goldenAt.Add(2 * time.Minute)},
+			Theirs: []fieldsync.ConflictValue{{Value: raw(`"in progress"`), By: "tablet-7", Role: "field_worker", OpID: "0190a6c4-1b2c-7d3e-8f40-000000000002", At: goldenAt.Add(3 * time.Minute)}},
+			Settled: &fieldsync.ConflictSettled{Choice: "new_value", Value: raw(`"waiting for parts"`), Note: "completed, but parts required",
+				By: "office", Role: "dispatcher", OpID: "0190a6c4-1b2c-7d3e-8f40-0000000000f2", Version: 3, At: goldenAt.Add(4 * time.Minute)}},
+		{ID: "0190a6c4-1b2c-7d3e-8f40-0000000000f3", Field: "description", OpenedAt: goldenAt.Add(5 * time.Minute),
+			Server: fieldsync.ConflictValue{Value: raw(`"noisy"`), By: "tablet-7", Role: "field_worker", OpID: "0190a6c4-1b2c-7d3e-8f40-000000000001", Version: 1, At: goldenAt},
+			Theirs: []fieldsync.ConflictValue{{Value: raw(`"replaced valve"`), By: "tablet-9", Role: "field_worker", OpID: "0190a6c4-1b2c-7d3e-8f40-0000000000f3", At: goldenAt.Add(5 * time.Minute)}}},
 	}
 }
 
@@ -62,7 +86,7 @@ func goldenRecords() []fieldsync.Record {
 		{Type: "work_order", ID: "0190a6c4-0000-7000-8000-00000000a001", Number: "WO-1042", Version: 3,
 			Fields: map[string]json.RawMessage{"title": raw(`"Boiler makes noise"`), "status": raw(`"cancelled"`),
 				"comments": raw(`[{"id":"0190a6c4-1b2c-7d3e-8f40-000000000003","value":"pressure ok","by":"tablet-7","at":"2024-07-03T09:32:00Z"}]`)},
-			Review: []string{"status"}, Seq: 17, UpdatedAt: goldenAt.Add(5 * time.Minute)},
+			Review: []string{"description"}, Conflicts: goldenConflicts(), Seq: 17, UpdatedAt: goldenAt.Add(5 * time.Minute)},
 		{Type: "work_order", ID: "wo-old", Number: "WO-1001", Version: 6, Deleted: true,
 			Fields: map[string]json.RawMessage{"title": raw(`"Old"`)}, Seq: 18, UpdatedAt: goldenAt.Add(6 * time.Minute)},
 	}
@@ -115,6 +139,26 @@ func compact(t *testing.T, m map[string]json.RawMessage) map[string]json.RawMess
 	return out
 }
 
+func compactValue(t *testing.T, v json.RawMessage) json.RawMessage {
+	t.Helper()
+	return compact(t, map[string]json.RawMessage{"v": v})["v"]
+}
+
+// compactConflicts compacts the values of conflicts in place.
+func compactConflicts(t *testing.T, cs []fieldsync.Conflict) {
+	t.Helper()
+	for i := range cs {
+		c := &cs[i]
+		c.Server.Value = compactValue(t, c.Server.Value)
+		for j := range c.Theirs {
+			c.Theirs[j].Value = compactValue(t, c.Theirs[j].Value)
+		}
+		if c.Settled != nil {
+			c.Settled.Value = compactValue(t, c.Settled.Value)
+		}
+	}
+}
+
 func TestGoldenPushRequest(t *testing.T) {
 	ops := goldenOps()
 	req := protocol.PushRequest{Device: "tablet-7"}
@@ -141,7 +185,7 @@ func TestGoldenPushRequest(t *testing.T) {
 
 func TestGoldenPushResponse(t *testing.T) {
 	results := goldenResults()
-	resp := protocol.PushResponse{}
+	resp := protocol.PushResponse{HLC: int64(fieldsync.HLCFromTime(goldenAt.Add(10*time.Minute))) + 3}
 	seen := map[fieldsync.ResultStatus]bool{}
 	for i := range results {
 		resp.Results = append(resp.Results, protocol.FromResult(&results[i]))
@@ -160,15 +204,18 @@ func TestGoldenPushResponse(t *testing.T) {
 	if err := dec.Decode(&back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Results) != len(results) {
-		t.Fatalf("%d results back, want %d", len(back.Results), len(results))
+	if len(back.Results) != len(results) || back.HLC != resp.HLC {
+		t.Fatalf("%d results and clock %d back, want %d and %d", len(back.Results), back.HLC, len(results), resp.HLC)
 	}
 	for i := range results {
 		got := protocol.ToResult(&back.Results[i])
 		for j := range got.Conflicts {
 			c := &got.Conflicts[j]
-			c.ServerValue = compact(t, map[string]json.RawMessage{"v": c.ServerValue})["v"]
-			c.DeviceValue = compact(t, map[string]json.RawMessage{"v": c.DeviceValue})["v"]
+			c.ServerValue = compactValue(t, c.ServerValue)
+			c.DeviceValue = compactValue(t, c.DeviceValue)
+		}
+		for j := range got.Overridden {
+			got.Overridden[j].Value = compactValue(t, got.Overridden[j].Value)
 		}
 		if !reflect.DeepEqual(got, results[i]) {
 			t.Errorf("result %d decodes as\n%+v\nwant\n%+v", i, got, results[i])
@@ -181,6 +228,7 @@ func TestGoldenChangesResponse(t *testing.T) {
 	resp := protocol.ChangesResponse{
 		Cursor: protocol.Cursor{Epoch: "5f3c9a0e7b214d68", Seq: 18, Tag: "00000004"}.String(),
 		More:   true,
+		HLC:    int64(fieldsync.HLCFromTime(goldenAt.Add(10 * time.Minute))),
 	}
 	for i := range recs {
 		resp.Changes = append(resp.Changes, protocol.FromRecord(&recs[i]))
@@ -193,7 +241,7 @@ func TestGoldenChangesResponse(t *testing.T) {
 	if err := dec.Decode(&back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Cursor != resp.Cursor || !back.More || len(back.Changes) != len(recs) {
+	if back.Cursor != resp.Cursor || !back.More || back.HLC != resp.HLC || len(back.Changes) != len(recs) {
 		t.Fatalf("decoded %+v", back)
 	}
 	if c, err := protocol.ParseCursor(back.Cursor); err != nil || c.Seq != 18 {
@@ -202,9 +250,36 @@ func TestGoldenChangesResponse(t *testing.T) {
 	for i := range recs {
 		got := protocol.ToRecord(&back.Changes[i])
 		got.Fields = compact(t, got.Fields)
+		compactConflicts(t, got.Conflicts)
 		if !reflect.DeepEqual(got, recs[i]) {
 			t.Errorf("record %d decodes as\n%+v\nwant\n%+v", i, got, recs[i])
 		}
+	}
+}
+
+// TestGoldenSettleRequest: the office's settle body, and the settle op
+// a device sends for the same decision, carry the same settlement.
+func TestGoldenSettleRequest(t *testing.T) {
+	req := protocol.SettleRequest{
+		Field: "status", Conflict: "0190a6c4-1b2c-7d3e-8f40-000000000002", Choice: fieldsync.ChoiceNewValue,
+		Value: raw(`"waiting for parts"`), Note: "completed, but parts required",
+	}
+	data := golden(t, "settle_request.json", &req)
+	back, err := protocol.DecodeSettle(data)
+	if err != nil {
+		t.Fatalf("the golden settle request is refused: %v", err)
+	}
+	back.Value = compactValue(t, back.Value)
+	if !reflect.DeepEqual(*back, req) {
+		t.Fatalf("decodes as %+v, want %+v", *back, req)
+	}
+	op := goldenOps()[4]
+	var st fieldsync.Settle
+	if err := json.Unmarshal(op.Fields[req.Field], &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Conflict != req.Conflict || st.Choice != req.Choice || string(st.Value) != string(req.Value) || st.Note != req.Note || st.Op != req.Op {
+		t.Fatalf("the settle op carries %+v, the request %+v", st, req)
 	}
 }
 

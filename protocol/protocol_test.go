@@ -3,6 +3,7 @@ package protocol_test
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -27,7 +28,7 @@ func pushWith(over map[string]string) string {
 		members[k] = v
 	}
 	var parts []string
-	for _, k := range []string{"id", "device", "seq", "prev", "type", "entity", "kind", "base", "fields", "at"} {
+	for _, k := range []string{"id", "device", "seq", "prev", "type", "entity", "kind", "base", "fields", "at", "hlc"} {
 		if v := members[k]; v != "" {
 			parts = append(parts, fmt.Sprintf("%q:%s", k, v))
 		}
@@ -86,6 +87,12 @@ func TestDecodePushRefusals(t *testing.T) {
 		{"long non-ASCII field name", pushWith(map[string]string{"fields": `{"` + longName + `":1}`}), fieldsync.EInvalidRequest},
 		{"field too large", pushWith(map[string]string{"fields": `{"description":"` + strings.Repeat("x", protocol.MaxFieldBytes) + `"}`}), fieldsync.ETooLarge},
 		{"negative time", pushWith(map[string]string{"at": "-1"}), fieldsync.EInvalidRequest},
+		{"negative clock", pushWith(map[string]string{"hlc": "-1"}), fieldsync.EInvalidRequest},
+		{"clock not a number", pushWith(map[string]string{"hlc": `"1"`}), fieldsync.EInvalidJSON},
+		{"clock too large", pushWith(map[string]string{"hlc": "9223372036854775808"}), fieldsync.EInvalidJSON},
+		{"settle of two fields", pushWith(map[string]string{"kind": `"settle"`, "fields": `{"status":{"conflict":"c","choice":"keep_server"},"title":{"conflict":"c","choice":"keep_server"}}`}), fieldsync.EInvalidRequest},
+		{"settle of no field", pushWith(map[string]string{"kind": `"settle"`, "fields": ""}), fieldsync.EInvalidRequest},
+		{"settle with empty fields", pushWith(map[string]string{"kind": `"settle"`, "fields": "{}"}), fieldsync.EInvalidRequest},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -122,6 +129,90 @@ func TestDecodePushAccepts(t *testing.T) {
 	op.Fields = nil
 	if !reflect.DeepEqual(op, want) || string(fields["status"]) != `"in progress"` {
 		t.Fatalf("ToOp = %+v %s, want %+v", op, fields, want)
+	}
+}
+
+// TestDecodePushClockAndSettle: an op's clock reading and a settle op
+// come through the decoder and the conversion unchanged.
+func TestDecodePushClockAndSettle(t *testing.T) {
+	body := pushWith(map[string]string{
+		"kind": `"settle"`, "hlc": "112721736499200005",
+		"fields": `{"status":{"conflict":"0190a6c4-1b2c-7d3e-8f40-0123456789aa","choice":"new_value","value":"waiting for parts","note":"completed, but parts required"}}`,
+	})
+	req, err := protocol.DecodePush([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := protocol.ToOp(&req.Ops[0], req.Device)
+	if op.Kind != fieldsync.KindSettle || op.HLC != 112721736499200005 || len(op.Fields) != 1 {
+		t.Fatalf("op %+v", op)
+	}
+	var st fieldsync.Settle
+	if err := json.Unmarshal(op.Fields["status"], &st); err != nil || st.Choice != fieldsync.ChoiceNewValue || string(st.Value) != `"waiting for parts"` || st.Note != "completed, but parts required" {
+		t.Fatalf("settlement %+v: %v", st, err)
+	}
+	back := protocol.FromOp(&op)
+	if back.HLC != req.Ops[0].HLC || back.Kind != "settle" {
+		t.Fatalf("FromOp %+v", back)
+	}
+}
+
+func TestDecodeSettle(t *testing.T) {
+	const conflict = "0190a6c4-1b2c-7d3e-8f40-0123456789aa"
+	t.Run("accepts", func(t *testing.T) {
+		for _, c := range []struct {
+			body string
+			want protocol.SettleRequest
+		}{
+			{`{"field":"status","conflict":"` + conflict + `","choice":"keep_server"}`,
+				protocol.SettleRequest{Field: "status", Conflict: conflict, Choice: "keep_server"}},
+			{`{"field":"status","conflict":"` + conflict + `","choice":"take_device","op":"` + opID + `"}`,
+				protocol.SettleRequest{Field: "status", Conflict: conflict, Choice: "take_device", Op: opID}},
+			{`{"field":"status","conflict":"` + conflict + `","choice":"new_value","value":"waiting for parts","note":"completed, but parts required"}`,
+				protocol.SettleRequest{Field: "status", Conflict: conflict, Choice: "new_value", Value: json.RawMessage(`"waiting for parts"`), Note: "completed, but parts required"}},
+			{`{"field":"status","conflict":"` + conflict + `","choice":"new_value","value":null}`,
+				protocol.SettleRequest{Field: "status", Conflict: conflict, Choice: "new_value", Value: json.RawMessage(`null`)}},
+			// The choice and the value are the schema's to judge.
+			{`{"field":"status","conflict":"x","choice":"mine","value":{"a":1}}`,
+				protocol.SettleRequest{Field: "status", Conflict: "x", Choice: "mine", Value: json.RawMessage(`{"a":1}`)}},
+		} {
+			got, err := protocol.DecodeSettle([]byte(c.body))
+			if err != nil {
+				t.Fatalf("%s: %v", c.body, err)
+			}
+			if !reflect.DeepEqual(*got, c.want) {
+				t.Errorf("%s:\ngot  %+v\nwant %+v", c.body, *got, c.want)
+			}
+		}
+	})
+	for _, c := range []struct {
+		name string
+		body string
+		code fieldsync.Code
+	}{
+		{"empty", ``, fieldsync.EInvalidJSON},
+		{"malformed", `{"field":"status",`, fieldsync.EInvalidJSON},
+		{"not an object", `["status"]`, fieldsync.EInvalidJSON},
+		{"unknown member", `{"field":"status","conflict":"c","choice":"keep_server","by":"me"}`, fieldsync.EInvalidJSON},
+		{"two fields", `{"field":["status","title"],"conflict":"c","choice":"keep_server"}`, fieldsync.EInvalidJSON},
+		{"trailing data", `{"field":"status","conflict":"c","choice":"keep_server"} {}`, fieldsync.EInvalidJSON},
+		{"note not text", `{"field":"status","conflict":"c","choice":"keep_server","note":1}`, fieldsync.EInvalidJSON},
+		{"no field", `{"conflict":"c","choice":"keep_server"}`, fieldsync.EInvalidRequest},
+		{"bad field name", `{"field":"Status","conflict":"c","choice":"keep_server"}`, fieldsync.EInvalidRequest},
+		{"no conflict", `{"field":"status","choice":"keep_server"}`, fieldsync.EInvalidRequest},
+		{"empty conflict", `{"field":"status","conflict":"","choice":"keep_server"}`, fieldsync.EInvalidRequest},
+		{"value too large", `{"field":"status","conflict":"c","choice":"new_value","value":"` + strings.Repeat("v", protocol.MaxFieldBytes) + `"}`, fieldsync.ETooLarge},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := protocol.DecodeSettle([]byte(c.body))
+			if err == nil {
+				t.Fatalf("accepted %+v", got)
+			}
+			if code := fieldsync.ErrorCode(err); code != c.code {
+				t.Fatalf("code %q, want %q (%v)", code, c.code, err)
+			}
+			checkRefusal(t, err, requestCodes)
+		})
 	}
 }
 

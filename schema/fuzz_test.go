@@ -58,6 +58,9 @@ func FuzzSchemaParse(f *testing.F) {
 			t.Fatalf("accepted schema does not parse again: %v\n%s", err, out)
 		}
 		values := append([]json.RawMessage{value}, rawAll(probeValues)...)
+		if json.Valid(value) {
+			values = append(values, settlements(value)...)
+		}
 		for _, tn := range s.TypeNames() {
 			typ, _ := s.Type(tn)
 			for fn := range typ.Fields {
@@ -67,13 +70,30 @@ func FuzzSchemaParse(f *testing.F) {
 			}
 			probe(t, s, tn, nil)
 		}
-		// The bundled schema against the fuzzed value.
+		// The bundled schema against the fuzzed value, and settlements
+		// carrying it as their new value.
 		def := schema.Default()
 		wo, _ := def.Type("work_order")
 		for fn := range wo.Fields {
 			probe(t, def, "work_order", map[string]json.RawMessage{fn: value})
+			if json.Valid(value) {
+				for _, st := range settlements(value) {
+					probe(t, def, "work_order", map[string]json.RawMessage{fn: st})
+				}
+			}
 		}
 	})
+}
+
+// settlements are settle contents built around value: as a new value,
+// as a note, and as a wrongly placed value.
+func settlements(value []byte) []json.RawMessage {
+	note, _ := json.Marshal(string(value))
+	return []json.RawMessage{
+		json.RawMessage(`{"conflict":"c","choice":"new_value","value":` + string(value) + `}`),
+		json.RawMessage(`{"conflict":"c","choice":"keep_server","note":` + string(note) + `}`),
+		json.RawMessage(`{"conflict":"c","choice":"take_device","value":` + string(value) + `}`),
+	}
 }
 
 func rawAll(vs []string) []json.RawMessage {
@@ -86,7 +106,7 @@ func rawAll(vs []string) []json.RawMessage {
 
 func probe(t *testing.T, s *schema.Schema, typ string, fields map[string]json.RawMessage) {
 	t.Helper()
-	for _, kind := range []fieldsync.OpKind{fieldsync.KindCreate, fieldsync.KindUpdate, fieldsync.KindAppend, fieldsync.KindDelete} {
+	for _, kind := range []fieldsync.OpKind{fieldsync.KindCreate, fieldsync.KindUpdate, fieldsync.KindAppend, fieldsync.KindDelete, fieldsync.KindSettle} {
 		for _, office := range []bool{false, true} {
 			o := &fieldsync.Op{ID: "0190a6c4-1b2c-7d3e-8f40-0123456789ab", DeviceID: "d", Seq: 1, EntityType: typ, EntityID: "e", Kind: kind, Fields: fields}
 			err := s.CheckOp(o, office)

@@ -308,3 +308,95 @@ func TestCheckOpWorkOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckOpSettle: a settle op names one field that can conflict and
+// carries a settlement the field accepts: a known choice, a value only
+// with new_value and valid for the field, a note of at most
+// MaxNoteChars characters.
+func TestCheckOpSettle(t *testing.T) {
+	s := loadSink(t)
+	long := func(r string, n int) string { return strings.Repeat(r, n) }
+	type F = map[string]string
+	cases := []struct {
+		name   string
+		fields F
+		office bool
+		code   fieldsync.Code
+		field  string // named in the message
+	}{
+		{"keep the server's value", F{"kind": `{"conflict":"c1","choice":"keep_server"}`}, false, "", ""},
+		{"take the latest device value", F{"kind": `{"conflict":"c1","choice":"take_device"}`}, false, "", ""},
+		{"take a named op's value", F{"kind": `{"conflict":"c1","choice":"take_device","op":"0190a6c4-1b2c-7d3e-8f40-0123456789ab"}`}, false, "", ""},
+		{"new value", F{"kind": `{"conflict":"c1","choice":"new_value","value":"b","note":"checked on site"}`}, false, "", ""},
+		{"new value null clears an optional field", F{"kind": `{"conflict":"c1","choice":"new_value","value":null}`}, false, "", ""},
+		{"new value null on a required field", F{"name": `{"conflict":"c1","choice":"new_value","value":null}`}, false, fieldsync.EInvalidField, "name"},
+		{"new value outside the enum", F{"kind": `{"conflict":"c1","choice":"new_value","value":"c"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"new value of the wrong type", F{"count": `{"conflict":"c1","choice":"new_value","value":"7"}`}, false, fieldsync.EInvalidField, "count"},
+		{"new value over the field's max", F{"name": `{"conflict":"c1","choice":"new_value","value":"abcdef"}`}, false, fieldsync.EInvalidField, "name"},
+		{"new value without a value", F{"kind": `{"conflict":"c1","choice":"new_value"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"a value with keep_server", F{"kind": `{"conflict":"c1","choice":"keep_server","value":"a"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"a value with take_device", F{"kind": `{"conflict":"c1","choice":"take_device","value":"a"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"unknown choice", F{"kind": `{"conflict":"c1","choice":"mine"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"no choice", F{"kind": `{"conflict":"c1"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"no conflict", F{"kind": `{"choice":"keep_server"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"conflict id of 80 characters", F{"kind": `{"conflict":"` + long("c", 80) + `","choice":"keep_server"}`}, false, "", ""},
+		{"conflict id of 81 characters", F{"kind": `{"conflict":"` + long("c", 81) + `","choice":"keep_server"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"note of the most characters", F{"kind": `{"conflict":"c1","choice":"keep_server","note":"` + long("é", schema.MaxNoteChars) + `"}`}, false, "", ""},
+		{"note one character too long", F{"kind": `{"conflict":"c1","choice":"keep_server","note":"` + long("n", schema.MaxNoteChars+1) + `"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"unknown member", F{"kind": `{"conflict":"c1","choice":"keep_server","by":"me"}`}, false, fieldsync.EInvalidField, "kind"},
+		{"not an object", F{"kind": `"keep_server"`}, false, fieldsync.EInvalidField, "kind"},
+		{"null", F{"kind": `null`}, false, fieldsync.EInvalidField, "kind"},
+		{"a list field never conflicts", F{"notes": `{"conflict":"c1","choice":"keep_server"}`}, false, fieldsync.EInvalidField, "notes"},
+		{"a server-owned field by a device", F{"owner": `{"conflict":"c1","choice":"keep_server"}`}, false, fieldsync.EServerOwned, "owner"},
+		{"a server-owned field by the office", F{"owner": `{"conflict":"c1","choice":"keep_server"}`}, true, "", ""},
+		{"a role-priority field", F{"stage": `{"conflict":"c1","choice":"new_value","value":"y"}`}, false, "", ""},
+		{"an unknown field", F{"colour": `{"conflict":"c1","choice":"keep_server"}`}, false, fieldsync.EUnknownField, "colour"},
+		{"two fields", F{"kind": `{"conflict":"c1","choice":"keep_server"}`, "count": `{"conflict":"c2","choice":"keep_server"}`}, false, fieldsync.EInvalidRequest, ""},
+		{"no field", F{}, false, fieldsync.EInvalidRequest, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := s.CheckOp(op(fieldsync.KindSettle, c.fields), c.office)
+			if got := fieldsync.ErrorCode(err); got != c.code {
+				t.Fatalf("code %q, want %q (%v)", got, c.code, err)
+			}
+			if c.field != "" && !strings.Contains(fieldsync.ErrorMessage(err), `"`+c.field+`"`) {
+				t.Errorf("message %q does not name the field %q", fieldsync.ErrorMessage(err), c.field)
+			}
+		})
+	}
+}
+
+func TestParseSettle(t *testing.T) {
+	job, _ := loadSink(t).Type("job")
+	st, err := job.Fields["kind"].ParseSettle(json.RawMessage(`{"conflict":"c1","choice":"new_value","value":"b","note":"parts required"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Conflict != "c1" || st.Choice != fieldsync.ChoiceNewValue || string(st.Value) != `"b"` || st.Note != "parts required" || st.Op != "" {
+		t.Fatalf("parsed %+v", st)
+	}
+	st, err = job.Fields["kind"].ParseSettle(json.RawMessage(`{"conflict":"c1","choice":"take_device","op":"o1"}`))
+	if err != nil || st.Choice != fieldsync.ChoiceTakeDevice || st.Op != "o1" || st.Value != nil {
+		t.Fatalf("parsed %+v, %v", st, err)
+	}
+	// The reasons name what is wrong.
+	for body, want := range map[string]string{
+		`{"conflict":"c1","choice":"mine"}`:                           "mine",
+		`{"conflict":"c1","choice":"keep_server","value":"a"}`:        "new_value",
+		`{"conflict":"c1","choice":"new_value","value":"z"}`:          `"z"`,
+		`{"choice":"keep_server"}`:                                    "conflict",
+		`{"conflict":"c1","choice":"keep_server","note":"\ud800abc"}`: "",
+	} {
+		_, err := job.Fields["kind"].ParseSettle(json.RawMessage(body))
+		if want == "" {
+			if err != nil { // a lone surrogate decodes as U+FFFD: valid text
+				t.Errorf("%s: %v", body, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want a reason naming %q", body, err, want)
+		}
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -39,6 +41,37 @@ func FuzzPushHandler(f *testing.F) {
 	if code := serve(srv, seed, false, "application/json", "", "1").Code; code != 200 {
 		f.Fatalf("seed push: %d", code)
 	}
+	// An open conflict on wo-seed's status, for settle ops to settle: the
+	// office moves it on, then dev-seed writes from the old version.
+	if res, err := srv.Edit(ctx, "work_order", "wo-seed", 1, raw(map[string]string{"status": `"waiting for parts"`})); err != nil || res.Status != fieldsync.StatusApplied {
+		f.Fatalf("seed office edit: %+v, %v", res, err)
+	}
+	clash := pushBody(f, "dev-seed",
+		protocol.Op{ID: seedConflict, Seq: 2, Prev: 1, Type: "work_order", Entity: "wo-seed", Kind: "update", Base: 1,
+			Fields: raw(map[string]string{"status": `"completed on site"`}), At: 1720000000000, HLC: 1720000000000 << 16})
+	if code := serve(srv, clash, false, "application/json", "", "1").Code; code != 200 {
+		f.Fatalf("seed clash: %d", code)
+	}
+	settle := func(id string, seq int64, fields string) string {
+		return `{"id":"` + id + `","seq":` + strconv.FormatInt(seq, 10) + `,"type":"work_order","entity":"wo-seed","kind":"settle","base":3,"fields":` + fields + `,"at":1720000000000,"hlc":112721920000000001}`
+	}
+	settles := []byte(`{"device":"dev-s","ops":[` +
+		settle("0190a6c4-1b2c-7d3e-8f40-0000000000d1", 1, `{"status":{"conflict":"`+seedConflict+`","choice":"mine"}}`) + `,` +
+		settle("0190a6c4-1b2c-7d3e-8f40-0000000000d2", 2, `{"comments":{"conflict":"`+seedConflict+`","choice":"keep_server"}}`) + `,` +
+		settle("0190a6c4-1b2c-7d3e-8f40-0000000000d3", 3, `{"status":{"conflict":"`+seedConflict+`","choice":"new_value","value":"done"}}`) + `,` +
+		settle("0190a6c4-1b2c-7d3e-8f40-0000000000d4", 4, `{"status":{"conflict":"`+seedConflict+`","choice":"take_device","op":"`+seedConflict+`","note":"done on site"}}`) + `,` +
+		settle("0190a6c4-1b2c-7d3e-8f40-0000000000d5", 5, `{"status":{"conflict":"`+seedConflict+`","choice":"keep_server"}}`) + `,` +
+		settle("0190a6c4-1b2c-7d3e-8f40-0000000000d6", 6, `{"title":{"conflict":"`+seedConflict+`","choice":"keep_server"}}`) + `]}`)
+	twoFields := []byte(`{"device":"dev-s","ops":[` + settle("0190a6c4-1b2c-7d3e-8f40-0000000000d7", 7,
+		`{"status":{"conflict":"`+seedConflict+`","choice":"keep_server"},"description":{"conflict":"`+seedConflict+`","choice":"keep_server"}}`) + `]}`)
+	clocks := pushBody(f, "dev-h",
+		protocol.Op{ID: "0190a6c4-1b2c-7d3e-8f40-0000000000e1", Seq: 1, Type: "work_order", Entity: "wo-h", Kind: "create",
+			Fields: raw(map[string]string{"title": `"Clock"`, "address": `"1 Quay St"`}), At: 1720000000000, HLC: math.MaxInt64},
+		protocol.Op{ID: "0190a6c4-1b2c-7d3e-8f40-0000000000e2", Seq: 2, Type: "work_order", Entity: "wo-seed", Kind: "update", Base: 1,
+			Fields: raw(map[string]string{"title": `"Seed (fast clock)"`, "address": `"2 Quay St"`, "status": `"closed"`}), At: 4102444800000, HLC: 4102444800000 << 16},
+		protocol.Op{ID: "0190a6c4-1b2c-7d3e-8f40-0000000000e3", Seq: 3, Prev: 2, Type: "work_order", Entity: "wo-seed", Kind: "update", Base: 1,
+			Fields: raw(map[string]string{"title": `"Seed (no clock)"`}), At: 0},
+	)
 
 	good := pushBody(f, "dev-a",
 		protocol.Op{ID: "0190a6c4-1b2c-7d3e-8f40-0000000000a1", Seq: 1, Type: "work_order", Entity: "wo-1", Kind: "create",
@@ -59,6 +92,11 @@ func FuzzPushHandler(f *testing.F) {
 	f.Add(good, false, "application/json", "", "2")
 	f.Add([]byte(`{"device":"office","ops":[{"id":"0190a6c4-1b2c-7d3e-8f40-0000000000b1","seq":1,"type":"work_order","entity":"x","kind":"delete","at":0}]}`), false, "application/json", "", "1")
 	f.Add([]byte(`{"device":"d","ops":[{"id":"0190a6c4-1b2c-7d3e-8f40-0000000000c1","seq":1,"type":"work_order","entity":"x","kind":"create","fields":{"title":"\u00e9","amount":1e999},"at":0}]}`), false, "application/json", "", "1")
+	f.Add(settles, false, "application/json", "", "1")
+	f.Add(settles, true, "application/json", "gzip", "1")
+	f.Add(twoFields, false, "application/json", "", "1")
+	f.Add(clocks, false, "application/json", "", "1")
+	f.Add([]byte(`{"device":"d","ops":[{"id":"0190a6c4-1b2c-7d3e-8f40-0000000000c2","seq":1,"type":"work_order","entity":"wo-seed","kind":"update","base":1,"fields":{"title":"x"},"at":0,"hlc":-1}]}`), false, "application/json", "", "1")
 	f.Fuzz(func(t *testing.T, body []byte, gz bool, contentType, encoding, version string) {
 		before := takeSnapshot(t, st)
 		rec := serve(srv, body, gz, contentType, encoding, version)
@@ -85,6 +123,9 @@ func FuzzPushHandler(f *testing.F) {
 		}
 	})
 }
+
+// seedConflict is the id of the conflict open in FuzzPushHandler's store.
+const seedConflict = "0190a6c4-1b2c-7d3e-8f40-0000000000c0"
 
 // serve sends one push through the handler in process.
 func serve(srv *server.Server, body []byte, gz bool, contentType, encoding, version string) *httptest.ResponseRecorder {

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/protocol"
+	"github.com/fieldsync/fieldsync/schema"
 	"github.com/fieldsync/fieldsync/server"
 )
 
@@ -494,15 +497,27 @@ func TestOfficeEditAndCreate(t *testing.T) {
 	if res := edit(3, `{"status":"closed"}`); res.Status != "conflict" || len(res.Conflicts) != 1 || res.Conflicts[0].ServerBy != "dev-a" {
 		t.Fatalf("stale office edit: %+v", res)
 	}
-	if res := edit(5, `{"address":"1 Main St"}`); res.Status != "applied" {
+	if res := edit(5, `{"address":"1 Main St"}`); res.Status != "applied" || res.Version != 6 {
 		t.Fatalf("fresh office edit: %+v", res)
 	}
-	if res := edit(5, `{"address":"2 Side St"}`); res.Status != "conflict" || res.Conflicts[0].ServerBy != server.OfficeDevice {
+	// The address is server-wins: between two office edits from the same
+	// base the later one wins, and the value it replaced is reported.
+	res := edit(5, `{"address":"2 Side St"}`)
+	wantO := []protocol.Overridden{{Field: "address", Value: json.RawMessage(`"1 Main St"`), By: server.OfficeDevice, Policy: "server-wins"}}
+	if res.Status != "applied" || res.Version != 7 || len(res.Conflicts) != 0 || !reflect.DeepEqual(res.Overridden, wantO) || !strings.Contains(res.Message, "address") {
 		t.Fatalf("second office edit from the same base: %+v", res)
+	}
+	// A device that had not seen either edit loses to the office.
+	dres := e.push(t, "dev-a", updateOp(5, 4, 3, "wo-1", map[string]string{"address": `"9 Old Rd"`}))[0]
+	wantO = []protocol.Overridden{{Field: "address", Value: json.RawMessage(`"9 Old Rd"`), By: "dev-a", Policy: "server-wins"}}
+	if dres.Status != "applied" || dres.Version != 7 || !reflect.DeepEqual(dres.Overridden, wantO) || !strings.Contains(dres.Message, "lost") {
+		t.Fatalf("device address from an old base: %+v", dres)
+	}
+	if rec := e.history(t, "work_order", "wo-1").Record; string(rec.Fields["address"]) != `"2 Side St"` || rec.Version != 7 {
+		t.Fatalf("address %s at version %d", rec.Fields["address"], rec.Version)
 	}
 	// Edits of a missing record or an unknown type are rejected results.
 	r = e.request(t, "PATCH", protocol.PathRecords+"work_order/nope", apiHeaders(), []byte(`{"base":1,"fields":{"status":"closed"}}`))
-	var res protocol.Result
 	decodeJSON(t, r.body, &res)
 	if res.Status != "rejected" || res.Code != string(fieldsync.ERecordMissing) {
 		t.Fatalf("edit of a missing record: %+v", res)
@@ -576,4 +591,164 @@ func TestOpAndRecordLookups(t *testing.T) {
 			t.Errorf("healthz %d", r.status)
 		}
 	})
+}
+
+// TestRecordRules: the rules of docs/conflicts.md for deletes, deleted
+// records, existing ids, missing records and server-owned fields, over
+// HTTP on a real store.
+func TestRecordRules(t *testing.T) {
+	e := seeded(t, server.Config{}) // wo-1 at version 2, status "assigned" by dev-a
+	t.Run("a device may not write a server-owned field", func(t *testing.T) {
+		before := e.history(t, "work_order", "wo-1").Record
+		r := e.push(t, "dev-b", updateOp(1, 0, 2, "wo-1", map[string]string{"amount": `120`, "description": `"x"`}))[0]
+		if r.Status != "rejected" || r.Code != string(fieldsync.EServerOwned) || !strings.Contains(r.Message, `"amount"`) {
+			t.Fatalf("result %+v", r)
+		}
+		if after := e.history(t, "work_order", "wo-1").Record; !reflect.DeepEqual(after, before) {
+			t.Fatalf("a rejected op changed the record: %+v", after)
+		}
+		// The office may, and a later office edit from the same base wins.
+		if res := e.edit(t, "work_order", "wo-1", 2, map[string]string{"amount": `120`}); res.Status != "applied" || res.Version != 3 {
+			t.Fatalf("office amount: %+v", res)
+		}
+		res := e.edit(t, "work_order", "wo-1", 2, map[string]string{"amount": `95.5`})
+		if res.Status != "applied" || res.Version != 4 || len(res.Overridden) != 1 || string(res.Overridden[0].Value) != `120` || res.Overridden[0].Policy != "server-owned" {
+			t.Fatalf("second office amount: %+v", res)
+		}
+	})
+	t.Run("create with an id that exists", func(t *testing.T) {
+		c := createOp(1, "wo-9", map[string]string{"title": `"Pump"`})
+		if r := e.push(t, "dev-c", c)[0]; r.Status != "applied" {
+			t.Fatalf("create: %+v", r)
+		}
+		before := takeSnapshot(t, e.st)
+		again := e.push(t, "dev-c", c)[0]
+		if again.Status != "duplicate" || again.Recorded == nil || again.Recorded.Status != "applied" || again.Recorded.Number != "WO-1002" {
+			t.Fatalf("the same create again: %+v", again)
+		}
+		if after := takeSnapshot(t, e.st); after != before {
+			t.Fatalf("a duplicate changed the store: %+v -> %+v", before, after)
+		}
+		other := e.push(t, "dev-d", createOp(1, "wo-9", map[string]string{"title": `"Other pump"`}))[0]
+		if other.Status != "rejected" || other.Code != string(fieldsync.EAlreadyExists) || other.Message == "" {
+			t.Fatalf("another create with the id: %+v", other)
+		}
+		if rec := e.history(t, "work_order", "wo-9").Record; string(rec.Fields["title"]) != `"Pump"` || rec.Version != 1 {
+			t.Fatalf("record %+v", rec)
+		}
+	})
+	t.Run("delete, deleted record, append to it", func(t *testing.T) {
+		// dev-c deletes wo-9 from version 1 after the office edited it:
+		// a conflict, and the record is not deleted.
+		if res := e.edit(t, "work_order", "wo-9", 1, map[string]string{"description": `"customer called"`}); res.Status != "applied" {
+			t.Fatalf("office edit: %+v", res)
+		}
+		del := wop{ID: newOpID(), Seq: 2, Prev: 1, Type: "work_order", Entity: "wo-9", Kind: "delete", Base: 1, At: 1720000000000}
+		r := e.push(t, "dev-c", del)[0]
+		if r.Status != "conflict" || r.Code != string(fieldsync.EFieldConflict) || r.Version != 2 || !strings.Contains(r.Message, "description") {
+			t.Fatalf("delete of an edited record: %+v", r)
+		}
+		if rec := e.history(t, "work_order", "wo-9").Record; rec.Deleted || rec.Version != 2 {
+			t.Fatalf("record after the refused delete: %+v", rec)
+		}
+		// Having looked, the device deletes again.
+		del2 := wop{ID: newOpID(), Seq: 3, Prev: 2, Type: "work_order", Entity: "wo-9", Kind: "delete", Base: 2, At: 1720000000000}
+		if r := e.push(t, "dev-c", del2)[0]; r.Status != "applied" || r.Version != 3 {
+			t.Fatalf("delete after looking: %+v", r)
+		}
+		// Another delete of the deleted record: applied, nothing changes.
+		before := e.history(t, "work_order", "wo-9").Record
+		del3 := wop{ID: newOpID(), Seq: 2, Type: "work_order", Entity: "wo-9", Kind: "delete", Base: 1, At: 1720000000000}
+		if r := e.push(t, "dev-d", del3)[0]; r.Status != "applied" || r.Version != 3 {
+			t.Fatalf("second delete: %+v", r)
+		}
+		if after := e.history(t, "work_order", "wo-9").Record; !reflect.DeepEqual(after, before) {
+			t.Fatalf("a repeated delete changed the record")
+		}
+		// An update of the deleted record is rejected; its value stays
+		// visible in the record's history.
+		up := updateOp(3, 0, 2, "wo-9", map[string]string{"description": `"valve replaced"`})
+		if r := e.push(t, "dev-d", up)[0]; r.Status != "rejected" || r.Code != string(fieldsync.ERecordDeleted) {
+			t.Fatalf("update of a deleted record: %+v", r)
+		}
+		// A photo taken on site is kept with the tombstone.
+		ap := wop{ID: newOpID(), Seq: 4, Prev: 3, Type: "work_order", Entity: "wo-9", Kind: "append", Base: 2,
+			Fields: raw(map[string]string{"photos": `{"sha256":"ab12","size":2048}`}), At: 1720000000000}
+		if r := e.push(t, "dev-d", ap)[0]; r.Status != "applied" || r.Version != 4 || !strings.Contains(r.Message, "deleted") {
+			t.Fatalf("append to a deleted record: %+v", r)
+		}
+		h := e.history(t, "work_order", "wo-9")
+		var photos []fieldsync.AppendItem
+		if err := json.Unmarshal(h.Record.Fields["photos"], &photos); err != nil || len(photos) != 1 || photos[0].ID != ap.ID || !h.Record.Deleted {
+			t.Fatalf("record %+v: %v", h.Record, err)
+		}
+		var seen bool
+		for _, o := range h.Ops {
+			if o.Op.ID == up.ID {
+				seen = string(o.Op.Fields["description"]) == `"valve replaced"` && o.Result.Code == string(fieldsync.ERecordDeleted)
+			}
+		}
+		if !seen {
+			t.Fatalf("the rejected update is not in the history with its value: %+v", h.Ops)
+		}
+	})
+	t.Run("update or append of a missing record", func(t *testing.T) {
+		before := takeSnapshot(t, e.st)
+		ap := wop{ID: newOpID(), Seq: 1, Type: "work_order", Entity: "wo-none", Kind: "append", Base: 1,
+			Fields: raw(map[string]string{"comments": `"hello"`}), At: 1720000000000}
+		rs := e.push(t, "dev-e", updateOp(2, 0, 1, "wo-none", map[string]string{"title": `"x"`}), ap)
+		for _, r := range rs {
+			if r.Status != "rejected" || r.Code != string(fieldsync.ERecordMissing) {
+				t.Fatalf("result %+v", r)
+			}
+		}
+		if after := takeSnapshot(t, e.st); after.Records != before.Records || after.MaxSeq != before.MaxSeq || after.Ops != before.Ops+2 {
+			t.Fatalf("store %+v -> %+v", before, after)
+		}
+	})
+}
+
+// TestRolePriorityOverHTTP: a role-priority field of a custom schema,
+// dispatcher before field worker, settled over HTTP both ways round.
+func TestRolePriorityOverHTTP(t *testing.T) {
+	data, err := os.ReadFile("testdata/policies.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := schema.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, server.Config{Schema: sch})
+	job := func(seq, prev, base int64, kind, id string, f map[string]string) wop {
+		return wop{ID: newOpID(), Seq: seq, Prev: prev, Type: "job", Entity: id, Kind: kind, Base: base, Fields: raw(f), At: 1720000000000, HLC: 1 << 62}
+	}
+	for _, id := range []string{"job-1", "job-2"} {
+		if r := e.push(t, "dev-a", job(map[string]int64{"job-1": 1, "job-2": 2}[id], 0, 0, "create", id, map[string]string{"title": `"Pump"`, "priority": `"normal"`}))[0]; r.Status != "applied" || r.Number == "" {
+			t.Fatalf("create %s: %+v", id, r)
+		}
+	}
+	// job-1: the office first, then a device from the old base whose
+	// clock reads far in the future: the dispatcher's value stays.
+	if r := e.edit(t, "job", "job-1", 1, map[string]string{"priority": `"urgent"`}); r.Status != "applied" {
+		t.Fatalf("office: %+v", r)
+	}
+	r := e.push(t, "dev-b", job(1, 0, 1, "update", "job-1", map[string]string{"priority": `"low"`}))[0]
+	if r.Status != "applied" || len(r.Overridden) != 1 || r.Overridden[0].By != "dev-b" || string(r.Overridden[0].Value) != `"low"` || r.Overridden[0].Policy != "role-priority" {
+		t.Fatalf("device after office: %+v", r)
+	}
+	// job-2: the device first, then the office from the old base: the
+	// dispatcher's value replaces the device's.
+	if r := e.push(t, "dev-b", job(2, 0, 1, "update", "job-2", map[string]string{"priority": `"low"`}))[0]; r.Status != "applied" {
+		t.Fatalf("device: %+v", r)
+	}
+	r = e.edit(t, "job", "job-2", 1, map[string]string{"priority": `"urgent"`})
+	if r.Status != "applied" || len(r.Overridden) != 1 || r.Overridden[0].By != "dev-b" || string(r.Overridden[0].Value) != `"low"` {
+		t.Fatalf("office after device: %+v", r)
+	}
+	for _, id := range []string{"job-1", "job-2"} {
+		if rec := e.history(t, "job", id).Record; string(rec.Fields["priority"]) != `"urgent"` || len(rec.Review) != 0 {
+			t.Errorf("%s: priority %s review %v", id, rec.Fields["priority"], rec.Review)
+		}
+	}
 }

@@ -31,6 +31,7 @@ var knownCodes = map[fieldsync.Code]bool{
 	fieldsync.EInvalidField: true, fieldsync.ERequiredField: true, fieldsync.EServerOwned: true,
 	fieldsync.EAlreadyExists: true, fieldsync.ERecordMissing: true, fieldsync.ERecordDeleted: true,
 	fieldsync.ESeqReused: true, fieldsync.EWaitingForEarlier: true, fieldsync.EFieldConflict: true,
+	fieldsync.EAlreadySettled: true, fieldsync.ENoConflict: true,
 }
 
 // env is a server on a real SQLite file, served over loopback.
@@ -240,6 +241,52 @@ func (e *env) changes(t *testing.T, cursor string, limit int) protocol.ChangesRe
 	var resp protocol.ChangesResponse
 	decodeJSON(t, r.body, &resp)
 	return resp
+}
+
+// edit sends an office edit and returns its result; the answer must be 200.
+func (e *env) edit(t *testing.T, typ, id string, base int64, fields map[string]string) protocol.Result {
+	t.Helper()
+	body, err := json.Marshal(protocol.EditRequest{Base: base, Fields: raw(fields)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.request(t, http.MethodPatch, protocol.PathRecords+typ+"/"+id, apiHeaders(), body)
+	if r.status != http.StatusOK {
+		t.Fatalf("edit: status %d: %s", r.status, r.body)
+	}
+	var res protocol.Result
+	decodeJSON(t, r.body, &res)
+	return res
+}
+
+// settlePath is the office settle endpoint of a record.
+func settlePath(typ, id string) string { return protocol.PathRecords + typ + "/" + id + "/settle" }
+
+// settle sends an office settlement and returns its result; the answer
+// must be 200.
+func (e *env) settle(t *testing.T, typ, id string, req protocol.SettleRequest) protocol.Result {
+	t.Helper()
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.request(t, http.MethodPost, settlePath(typ, id), apiHeaders(), body)
+	if r.status != http.StatusOK {
+		t.Fatalf("settle: status %d: %s", r.status, r.body)
+	}
+	var res protocol.Result
+	decodeJSON(t, r.body, &res)
+	return res
+}
+
+// settleOp is a device's settle op on one field of a work order.
+func settleOp(seq, prev, base int64, entity, field string, st fieldsync.Settle) wop {
+	v, err := json.Marshal(st)
+	if err != nil {
+		panic(err)
+	}
+	return wop{ID: newOpID(), Seq: seq, Prev: prev, Type: "work_order", Entity: entity, Kind: "settle", Base: base,
+		Fields: map[string]json.RawMessage{field: v}, At: 1720000000000}
 }
 
 func (e *env) history(t *testing.T, typ, id string) protocol.RecordHistory {
