@@ -123,6 +123,10 @@ type FieldMeta struct {
 	HLC     HLC    `json:"hlc,omitempty"`
 	OpID    string `json:"op,omitempty"`
 	At      int64  `json:"at,omitempty"` // server time of the change, Unix milliseconds
+	// Since is set when the last write agreed with a value its writer had
+	// not seen: the version of that value. The writer's next op must
+	// still meet it.
+	Since int64 `json:"since,omitempty"`
 }
 
 // Record is the server's state of one entity.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -215,11 +217,16 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 				f := t.Fields[name]
 				verdict := settleClash(f, writerFromMeta(m), w)
 				if equal {
-					// Both sides agree on the value. Whoever the policy
-					// would have let win becomes its last writer, so the
-					// outcome does not depend on which write came first.
+					// Both sides agree on the value. Unless the policy
+					// keeps the current writer, the incoming write becomes
+					// the last writer, so a write that saw neither clashes
+					// with it whatever the order of arrival. It had not
+					// seen the value it agreed with (Since), so its own
+					// next write still meets that value.
 					if verdict != keepCurrent {
-						rec.Meta[name] = meta(next)
+						nm := meta(next)
+						nm.Since = m.Version
+						rec.Meta[name] = nm
 						changed = true
 					}
 					continue
@@ -232,7 +239,7 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 					res.Overridden = append(res.Overridden, fieldsync.Overridden{Field: name, Value: orNull(cur), By: m.By, Policy: f.Policy})
 				case needsReview:
 					rec.Conflicts = append(rec.Conflicts, fieldsync.Conflict{
-						ID: op.ID, Field: name, OpenedAt: now,
+						ID: conflictID(op.ID, name), Field: name, OpenedAt: now,
 						Server: fieldsync.ConflictValue{Value: orNull(cur), By: m.By, Role: m.Role, OpID: m.OpID, Version: m.Version, At: time.UnixMilli(m.At).UTC()},
 						Theirs: []fieldsync.ConflictValue{{Value: v, By: op.DeviceID, Role: w.Role, OpID: op.ID, At: now}},
 					})
@@ -426,7 +433,16 @@ func clash(m fieldsync.FieldMeta, op *fieldsync.Op) bool {
 // device. Office edits all share one device id while coming from different
 // people, so an office edit never counts as the author's own.
 func own(m fieldsync.FieldMeta, op *fieldsync.Op) bool {
-	return m.By == op.DeviceID && m.By != OfficeDevice && m.Seq < op.Seq
+	return m.By == op.DeviceID && m.By != OfficeDevice && m.Seq < op.Seq && m.Since <= op.BaseVersion
+}
+
+// conflictID names the conflict op opened on field: derived from both, so
+// it is the same on every server that decides the op, and one op clashing
+// on two fields opens two conflicts with their own ids.
+func conflictID(opID, field string) string {
+	h := sha256.Sum256([]byte(opID + "\x00" + field))
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
 func setField(rec *fieldsync.Record, name string, v json.RawMessage) {
