@@ -198,9 +198,13 @@ func TestDecideUpdate(t *testing.T) {
 		{"own later write is a conflict", afterOther("a"), mkOp(fieldsync.KindUpdate, "a", 6, 1, fields{"status": `"in progress"`}),
 			want{fieldsync.StatusConflict, fieldsync.EFieldConflict, 3, true, fields{"status": `"cancelled"`}, []string{"status"}, []string{"status"}}},
 		// An equal value never clashes; it still counts as a write (its
-		// writer is who the next clash on the field is with).
+		// writer is who the next clash on the field is with). One that
+		// agreed with a value its writer had not seen records that
+		// value's version (Since).
 		{"equal value is no conflict", afterOther("b"), mkOp(fieldsync.KindUpdate, "a", 8, 1, fields{"status": `"cancelled"`}),
 			want{fieldsync.StatusApplied, "", 3, true, fields{"status": `"cancelled"`}, nil, nil}},
+		{"equal value from the latest version is a write", created(), mkOp(fieldsync.KindUpdate, "b", 3, 1, fields{"status": `"new"`}),
+			want{fieldsync.StatusApplied, "", 2, true, fields{"status": `"new"`}, nil, nil}},
 		{"equal object in another key order is no conflict",
 			stored(2, false, map[string]change{"coordinates": {`{"lat":1,"lon":2}`, 2, "b", 7}}),
 			mkOp(fieldsync.KindUpdate, "a", 8, 1, fields{"coordinates": `{ "lon": 2, "lat": 1 }`}),
@@ -282,8 +286,12 @@ func TestDecideUpdate(t *testing.T) {
 						}
 						continue
 					}
-					if m := rec.Meta[name]; m.Version != w.version || m.By != c.op.DeviceID || m.Seq != c.op.Seq || m.OpID != c.op.ID {
-						t.Errorf("meta of %s = %+v", name, m)
+					var since int64 // the unseen value this write agreed with
+					if old := before.Meta[name]; old.Version > c.op.BaseVersion && jsonEqual(before.Fields[name], c.op.Fields[name]) {
+						since = old.Version
+					}
+					if m := rec.Meta[name]; m.Version != w.version || m.By != c.op.DeviceID || m.Seq != c.op.Seq || m.OpID != c.op.ID || m.Since != since {
+						t.Errorf("meta of %s = %+v, want since %d", name, m, since)
 					}
 				}
 			}
@@ -325,7 +333,7 @@ func TestDecideConflictBothSides(t *testing.T) {
 				if string(rec.Fields["status"]) != `"assigned"` || !slices.Equal(rec.Review, []string{"status"}) || rec.Version != 3 {
 					t.Errorf("record %s review %v version %d", rec.Fields["status"], rec.Review, rec.Version)
 				}
-				if len(rec.Conflicts) != 1 || rec.Conflicts[0].ID != op2.ID || rec.Conflicts[0].Server.OpID != op1.ID ||
+				if len(rec.Conflicts) != 1 || rec.Conflicts[0].ID != conflictID(op2.ID, "status") || rec.Conflicts[0].Server.OpID != op1.ID ||
 					rec.Conflicts[0].Server.By != first || len(rec.Conflicts[0].Theirs) != 1 || rec.Conflicts[0].Theirs[0].By != second {
 					t.Fatalf("conflicts %+v", rec.Conflicts)
 				}
@@ -352,7 +360,7 @@ func TestDecideConflictBothSides(t *testing.T) {
 				}
 				// Settled, the field takes writes from the latest version again.
 				var rs fieldsync.Result
-				st := mkOp(fieldsync.KindSettle, OfficeDevice, 30, 0, fields{"status": fmt.Sprintf(`{"conflict":%q,"choice":"keep_server"}`, op2.ID)})
+				st := mkOp(fieldsync.KindSettle, OfficeDevice, 30, 0, fields{"status": fmt.Sprintf(`{"conflict":%q,"choice":"keep_server"}`, conflictID(op2.ID, "status"))})
 				if !decide(&rec, true, typ, st, now, &rs) || rs.Status != fieldsync.StatusApplied || len(rec.Review) != 0 {
 					t.Fatalf("settle: %+v review %v", rs, rec.Review)
 				}
@@ -817,7 +825,7 @@ func checkClash(t *testing.T, typ *schema.EntityType, typName, field, v0 string,
 			t.Fatalf("record version %d, %s = %s, meta %+v, review %v", rec.Version, field, rec.Fields[field], rec.Meta[field], rec.Review)
 		}
 		wantC := []fieldsync.Conflict{{
-			ID: b.id, Field: field, OpenedAt: nowB,
+			ID: conflictID(b.id, field), Field: field, OpenedAt: nowB,
 			Server: fieldsync.ConflictValue{Value: json.RawMessage(va), By: a.by, Role: a.role(), OpID: a.id, Version: 2, At: nowA},
 			Theirs: []fieldsync.ConflictValue{{Value: json.RawMessage(vb), By: b.by, Role: b.role(), OpID: b.id, At: nowB}},
 		}}
@@ -892,6 +900,9 @@ func TestDecideClockCap(t *testing.T) {
 // clashes, is never overridden and opens no conflict. Whoever the
 // field's policy would let win becomes the field's last writer, so the
 // next clash is with the same writer whichever of the two came first.
+// The new last writer had not seen the value it agreed with: its meta
+// says since which version, and its next write from an older base still
+// meets that value.
 func TestDecideEqualValues(t *testing.T) {
 	typ := workOrderType(t)
 	const m = time.Minute
@@ -907,7 +918,9 @@ func TestDecideEqualValues(t *testing.T) {
 		{"device-wins: device then office", "visit_start", `"2024-07-03T09:15:00Z"`, device("tab-a", 10*m), office(20 * m), "tab-a"},
 		{"last-writer-wins: later second", "title", `"Boiler room"`, device("tab-a", 10*m), device("tab-b", 20*m), "tab-b"},
 		{"last-writer-wins: later first", "title", `"Boiler room"`, device("tab-b", 20*m), device("tab-a", 10*m), "tab-b"},
-		{"manual: the second writer", "status", `"waiting for parts"`, office(10 * m), device("tab-a", 20*m), "tab-a"},
+		{"manual: office then device", "status", `"waiting for parts"`, office(10 * m), device("tab-a", 20*m), "tab-a"},
+		{"manual: device then office", "status", `"waiting for parts"`, device("tab-a", 10*m), office(20 * m), OfficeDevice},
+		{"manual: two devices", "description", `"replaced valve"`, device("tab-b", 20*m), device("tab-a", 10*m), "tab-a"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.first.id, c.first.seq = nextOpID(), 10
@@ -932,9 +945,50 @@ func TestDecideEqualValues(t *testing.T) {
 				}
 				return
 			}
-			want := fieldsync.FieldMeta{Version: 3, By: c.second.by, Seq: 20, Role: c.second.role(), HLC: c.second.hlc(), OpID: c.second.id, At: nowB.UnixMilli()}
+			want := fieldsync.FieldMeta{Version: 3, By: c.second.by, Seq: 20, Role: c.second.role(), HLC: c.second.hlc(), OpID: c.second.id, At: nowB.UnixMilli(), Since: 2}
 			if !changed || r2.Version != 3 || rec.Version != 3 || rec.Meta[c.field] != want {
 				t.Fatalf("changed %v, version %d/%d, meta %+v, want %+v", changed, r2.Version, rec.Version, rec.Meta[c.field], want)
+			}
+		})
+	}
+}
+
+// TestDecideAgreedThenOwnWrite: a device whose write agreed with a value
+// on a manual field that it had not seen becomes the field's last writer,
+// yet its next write from a base before that value is no write over its
+// own: it still meets the value, and opens a conflict. From a base that
+// includes the value, the next write is its own again.
+func TestDecideAgreedThenOwnWrite(t *testing.T) {
+	typ := workOrderType(t)
+	for _, c := range []struct {
+		base int64
+		want fieldsync.ResultStatus
+	}{{1, fieldsync.StatusConflict}, {2, fieldsync.StatusApplied}, {3, fieldsync.StatusApplied}} {
+		t.Run(fmt.Sprintf("from version %d", c.base), func(t *testing.T) {
+			rec := created()
+			off := mkOp(fieldsync.KindUpdate, OfficeDevice, 3, 1, fields{"status": `"waiting for parts"`})
+			agree := mkOp(fieldsync.KindUpdate, "tab-a", 20, 1, fields{"status": `"waiting for parts"`})
+			var r1, r2 fieldsync.Result
+			decide(&rec, true, typ, off, now, &r1)
+			decide(&rec, true, typ, agree, now, &r2)
+			if r2.Status != fieldsync.StatusApplied || rec.Version != 3 || rec.Meta["status"].OpID != agree.ID || rec.Meta["status"].Since != 2 {
+				t.Fatalf("agreeing write: %+v, meta %+v", r2, rec.Meta["status"])
+			}
+			next := mkOp(fieldsync.KindUpdate, "tab-a", 21, c.base, fields{"status": `"completed on site"`})
+			var res fieldsync.Result
+			decide(&rec, true, typ, next, now, &res)
+			if res.Status != c.want || res.Version != 4 {
+				t.Fatalf("next write: %+v, want %s at version 4", res, c.want)
+			}
+			if c.want == fieldsync.StatusApplied {
+				if string(rec.Fields["status"]) != `"completed on site"` || rec.Meta["status"].OpID != next.ID || len(rec.Conflicts) != 0 {
+					t.Fatalf("status %s meta %+v conflicts %+v", rec.Fields["status"], rec.Meta["status"], rec.Conflicts)
+				}
+				return
+			}
+			if string(rec.Fields["status"]) != `"waiting for parts"` || len(rec.Conflicts) != 1 ||
+				rec.Conflicts[0].ID != conflictID(next.ID, "status") || rec.Conflicts[0].Server.OpID != agree.ID || rec.Conflicts[0].Theirs[0].OpID != next.ID {
+				t.Fatalf("status %s conflicts %+v", rec.Fields["status"], rec.Conflicts)
 			}
 		})
 	}
@@ -1022,7 +1076,7 @@ func TestDecideUnderReview(t *testing.T) {
 			if string(rec.Fields["status"]) != `"waiting for parts"` || rec.Meta["status"] != serverMeta || !slices.Equal(rec.Review, []string{"status"}) {
 				t.Fatalf("step %d: status %s meta %+v review %v", i, rec.Fields["status"], rec.Meta["status"], rec.Review)
 			}
-			if len(rec.Conflicts) != 1 || rec.Conflicts[0].ID != op2.ID || !slices.Equal(theirs(rec.Conflicts[0]), s.theirs) {
+			if len(rec.Conflicts) != 1 || rec.Conflicts[0].ID != conflictID(op2.ID, "status") || !slices.Equal(theirs(rec.Conflicts[0]), s.theirs) {
 				t.Fatalf("step %d: candidates %v, want %v", i, theirs(rec.Conflicts[0]), s.theirs)
 			}
 			last := rec.Conflicts[0].Theirs[slices.Index(s.theirs, s.op.ID)]
@@ -1109,7 +1163,7 @@ func TestDecideMergeInOneOp(t *testing.T) {
 	if m := rec.Meta["description"]; m.Version != 3 || m.OpID != dev.ID || m.HLC != dev.HLC {
 		t.Errorf("description meta %+v", m)
 	}
-	if !slices.Equal(rec.Review, []string{"status"}) || len(rec.Conflicts) != 1 || rec.Conflicts[0].ID != dev.ID {
+	if !slices.Equal(rec.Review, []string{"status"}) || len(rec.Conflicts) != 1 || rec.Conflicts[0].ID != conflictID(dev.ID, "status") || rec.Conflicts[0].Theirs[0].OpID != dev.ID {
 		t.Errorf("review %v conflicts %+v", rec.Review, rec.Conflicts)
 	}
 }

@@ -54,7 +54,9 @@ func TestSchemaChangeOnARunningServer(t *testing.T) {
 	}
 	broken := strings.Replace(added, `"values": ["low", "high"]`, `"values": ["low"]`, 1)
 	code, body := put(broken)
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	json.Unmarshal([]byte(body), &e)
 	if code != http.StatusBadRequest || e.Error.Code != "invalid_request" || !strings.Contains(e.Error.Message, `enum value "high" is removed`) {
 		t.Fatalf("breaking change: HTTP %d %s", code, body)

@@ -21,6 +21,7 @@ type clash struct {
 	*env
 	office     string // the office edit's op id
 	devA, devB wop    // the clashing updates: devA opened the conflict
+	conflict   string // the id of the conflict devA opened on status
 }
 
 func newClash(t *testing.T) *clash {
@@ -38,6 +39,7 @@ func newClash(t *testing.T) *clash {
 	c.office = ed.Op
 	c.devA = updateOp(2, 1, 1, "wo-1", map[string]string{"status": `"completed on site"`, "description": `"replaced valve"`})
 	c.devA.HLC = 1720000060000 << 16
+	c.conflict = server.ConflictID(c.devA.ID, "status")
 	r := c.push(t, "dev-a", c.devA)[0]
 	wantC := []protocol.Conflict{{Field: "status", ServerValue: json.RawMessage(`"waiting for parts"`), DeviceValue: json.RawMessage(`"completed on site"`), ServerVersion: 2, ServerBy: server.OfficeDevice}}
 	if r.Status != "conflict" || r.Code != string(fieldsync.EFieldConflict) || r.Version != 3 || !reflect.DeepEqual(r.Conflicts, wantC) {
@@ -53,7 +55,7 @@ func newClash(t *testing.T) *clash {
 		t.Fatalf("record after the clash: %+v", rec)
 	}
 	k := rec.Conflicts[0]
-	if k.ID != c.devA.ID || k.Field != "status" || !k.Open() ||
+	if k.ID != c.conflict || k.ID == c.devA.ID || k.Field != "status" || !k.Open() ||
 		string(k.Server.Value) != `"waiting for parts"` || k.Server.By != server.OfficeDevice || k.Server.Role != server.RoleDispatcher ||
 		k.Server.OpID != c.office || k.Server.Version != 2 || len(k.Theirs) != 2 ||
 		k.Theirs[0].OpID != c.devA.ID || k.Theirs[0].By != "dev-a" || k.Theirs[0].Role != server.RoleFieldWorker || string(k.Theirs[0].Value) != `"completed on site"` ||
@@ -92,31 +94,31 @@ func TestSettle(t *testing.T) {
 	}{
 		{"office keeps the server's value", officeS,
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceKeepServer, Note: "parts are on order"}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceKeepServer, Note: "parts are on order"}
 			}, fieldsync.ChoiceKeepServer, `"waiting for parts"`},
 		{"office takes the latest device value", officeS,
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceTakeDevice}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceTakeDevice}
 			}, fieldsync.ChoiceTakeDevice, `"in progress"`},
 		{"office takes the value of a named op", officeS,
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceTakeDevice, Op: c.devA.ID, Note: "the technician was there"}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceTakeDevice, Op: c.devA.ID, Note: "the technician was there"}
 			}, fieldsync.ChoiceTakeDevice, `"completed on site"`},
 		{"office writes a new value with a note", officeS,
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"assigned"`), Note: "completed, but parts required"}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"assigned"`), Note: "completed, but parts required"}
 			}, fieldsync.ChoiceNewValue, `"assigned"`},
 		{"device takes its own value", settler{by: "dev-a", seq: 3, prev: 2},
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceTakeDevice, Op: c.devA.ID, Note: "done on site"}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceTakeDevice, Op: c.devA.ID, Note: "done on site"}
 			}, fieldsync.ChoiceTakeDevice, `"completed on site"`},
 		{"device keeps the server's value", settler{by: "dev-b", seq: 2, prev: 1},
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceKeepServer}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceKeepServer}
 			}, fieldsync.ChoiceKeepServer, `"waiting for parts"`},
 		{"device writes a new value with a note", settler{by: "dev-b", seq: 2, prev: 1},
 			func(c *clash) fieldsync.Settle {
-				return fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"waiting for parts"`), Note: "completed, but parts required"}
+				return fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"waiting for parts"`), Note: "completed, but parts required"}
 			}, fieldsync.ChoiceNewValue, `"waiting for parts"`},
 	}
 	for _, tc := range cases {
@@ -177,7 +179,7 @@ func TestSettle(t *testing.T) {
 				t.Fatalf("op log entry %+v", entry)
 			}
 			var got fieldsync.Settle
-			if err := json.Unmarshal(entry.Op.Fields["status"], &got); err != nil || got.Conflict != c.devA.ID || got.Choice != tc.choice || got.Note != st.Note {
+			if err := json.Unmarshal(entry.Op.Fields["status"], &got); err != nil || got.Conflict != c.conflict || got.Choice != tc.choice || got.Note != st.Note {
 				t.Fatalf("recorded settlement %s: %v", entry.Op.Fields["status"], err)
 			}
 			h := c.history(t, "work_order", "wo-1")
@@ -189,11 +191,11 @@ func TestSettle(t *testing.T) {
 			// rejected naming who settled, and changes nothing.
 			settled := c.record(t)
 			snap := takeSnapshot(t, c.st)
-			again := c.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "status", Conflict: c.devA.ID, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"closed"`)})
+			again := c.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "status", Conflict: c.conflict, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"closed"`)})
 			if again.Status != "rejected" || again.Code != string(fieldsync.EAlreadySettled) || !strings.Contains(again.Message, tc.who.by) || !strings.Contains(again.Message, tc.choice) {
 				t.Fatalf("second settlement from the office: %+v", again)
 			}
-			dev := c.push(t, "dev-c", settleOp(1, 0, 5, "wo-1", "status", fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceTakeDevice}))[0]
+			dev := c.push(t, "dev-c", settleOp(1, 0, 5, "wo-1", "status", fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceTakeDevice}))[0]
 			if dev.Status != "rejected" || dev.Code != string(fieldsync.EAlreadySettled) || !strings.Contains(dev.Message, tc.who.by) {
 				t.Fatalf("second settlement from a device: %+v", dev)
 			}
@@ -260,7 +262,7 @@ func TestSettleRefusals(t *testing.T) {
 		}
 		return data
 	}
-	ok := map[string]any{"field": "status", "conflict": c.devA.ID, "choice": "keep_server"}
+	ok := map[string]any{"field": "status", "conflict": c.conflict, "choice": "keep_server"}
 	amend := func(kv ...any) map[string]any {
 		m := map[string]any{}
 		for k, v := range ok {
@@ -363,7 +365,7 @@ func TestSettleRefusals(t *testing.T) {
 		}
 	})
 	t.Run("device settle ops", func(t *testing.T) {
-		good := settleOp(3, 2, 4, "wo-1", "status", fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceKeepServer})
+		good := settleOp(3, 2, 4, "wo-1", "status", fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceKeepServer})
 		two := good
 		two.Fields = map[string]json.RawMessage{"status": good.Fields["status"], "description": good.Fields["status"]}
 		none := good
@@ -382,11 +384,11 @@ func TestSettleRefusals(t *testing.T) {
 		}
 		snap := takeSnapshot(t, c.st)
 		rs := c.push(t, "dev-c",
-			settleOp(1, 0, 4, "wo-1", "status", fieldsync.Settle{Conflict: c.devA.ID, Choice: "mine"}),
-			settleOp(2, 0, 4, "wo-1", "amount", fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceKeepServer}),
-			settleOp(3, 0, 4, "wo-1", "photos", fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceKeepServer}),
-			settleOp(4, 0, 4, "wo-1", "title", fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceKeepServer}),
-			settleOp(5, 0, 4, "wo-1", "status", fieldsync.Settle{Conflict: c.devA.ID, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"done"`)}),
+			settleOp(1, 0, 4, "wo-1", "status", fieldsync.Settle{Conflict: c.conflict, Choice: "mine"}),
+			settleOp(2, 0, 4, "wo-1", "amount", fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceKeepServer}),
+			settleOp(3, 0, 4, "wo-1", "photos", fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceKeepServer}),
+			settleOp(4, 0, 4, "wo-1", "title", fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceKeepServer}),
+			settleOp(5, 0, 4, "wo-1", "status", fieldsync.Settle{Conflict: c.conflict, Choice: fieldsync.ChoiceNewValue, Value: json.RawMessage(`"done"`)}),
 		)
 		for i, code := range []fieldsync.Code{fieldsync.EInvalidField, fieldsync.EServerOwned, fieldsync.EInvalidField, fieldsync.ENoConflict, fieldsync.EInvalidField} {
 			if rs[i].Status != "rejected" || rs[i].Code != string(code) || rs[i].Message == "" {
@@ -407,9 +409,10 @@ func TestSettleRefusals(t *testing.T) {
 }
 
 // TestSettleTwoFieldsOfOneOp: one op that clashed on two manual fields
-// opens a conflict on each, both named by that op. Each is settled on
-// its own; a second settlement of one names who settled that one; a
-// field that never had the conflict has nothing to settle.
+// opens a conflict on each, with its own id derived from the op and the
+// field; the op's own id names neither. Each is settled on its own; a
+// second settlement of one names who settled that one; a field that
+// never had the conflict has nothing to settle.
 func TestSettleTwoFieldsOfOneOp(t *testing.T) {
 	e := newEnv(t, server.Config{})
 	e.push(t, "dev-a", createOp(1, "wo-1", map[string]string{"title": `"Boiler"`, "status": `"new"`, "description": `"noisy"`}))
@@ -420,14 +423,28 @@ func TestSettleTwoFieldsOfOneOp(t *testing.T) {
 	if r := e.push(t, "dev-a", op)[0]; r.Status != "conflict" || len(r.Conflicts) != 2 {
 		t.Fatalf("clash: %+v", r)
 	}
+	ids := map[string]string{"description": server.ConflictID(op.ID, "description"), "status": server.ConflictID(op.ID, "status")}
+	if ids["description"] == ids["status"] {
+		t.Fatalf("one id for both conflicts: %s", ids["status"])
+	}
 	rec := e.history(t, "work_order", "wo-1").Record
-	if len(rec.Conflicts) != 2 || rec.Conflicts[0].ID != op.ID || rec.Conflicts[1].ID != op.ID || !equalStrings(rec.Review, "description", "status") {
+	if len(rec.Conflicts) != 2 || !equalStrings(rec.Review, "description", "status") {
 		t.Fatalf("record %+v", rec)
 	}
-	if r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "description", Conflict: op.ID, Choice: fieldsync.ChoiceTakeDevice}); r.Status != "applied" {
+	for _, k := range rec.Conflicts {
+		if k.ID != ids[k.Field] || len(k.Theirs) != 1 || k.Theirs[0].OpID != op.ID {
+			t.Fatalf("conflict on %s: %+v, want id %s opened by op %s", k.Field, k, ids[k.Field], op.ID)
+		}
+	}
+	for _, wrong := range []string{op.ID, ids["status"]} {
+		if r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "description", Conflict: wrong, Choice: fieldsync.ChoiceTakeDevice}); r.Status != "rejected" || r.Code != string(fieldsync.ENoConflict) {
+			t.Fatalf("settle description naming %s: %+v", wrong, r)
+		}
+	}
+	if r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "description", Conflict: ids["description"], Choice: fieldsync.ChoiceTakeDevice}); r.Status != "applied" {
 		t.Fatalf("settle description: %+v", r)
 	}
-	if r := e.push(t, "dev-b", settleOp(1, 0, 4, "wo-1", "status", fieldsync.Settle{Conflict: op.ID, Choice: fieldsync.ChoiceKeepServer}))[0]; r.Status != "applied" {
+	if r := e.push(t, "dev-b", settleOp(1, 0, 4, "wo-1", "status", fieldsync.Settle{Conflict: ids["status"], Choice: fieldsync.ChoiceKeepServer}))[0]; r.Status != "applied" {
 		t.Fatalf("settle status: %+v", r)
 	}
 	rec = e.history(t, "work_order", "wo-1").Record
@@ -435,12 +452,12 @@ func TestSettleTwoFieldsOfOneOp(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 	for field, by := range map[string]string{"status": "dev-b", "description": server.OfficeDevice} {
-		r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: field, Conflict: op.ID, Choice: fieldsync.ChoiceKeepServer})
+		r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: field, Conflict: ids[field], Choice: fieldsync.ChoiceKeepServer})
 		if r.Status != "rejected" || r.Code != string(fieldsync.EAlreadySettled) || !strings.Contains(r.Message, field) || !strings.Contains(r.Message, "by "+by) {
 			t.Errorf("second settlement of %s: %+v, want it settled by %s", field, r, by)
 		}
 	}
-	r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "title", Conflict: op.ID, Choice: fieldsync.ChoiceKeepServer})
+	r := e.settle(t, "work_order", "wo-1", protocol.SettleRequest{Field: "title", Conflict: ids["status"], Choice: fieldsync.ChoiceKeepServer})
 	if r.Status != "rejected" || r.Code != string(fieldsync.ENoConflict) {
 		t.Errorf("settlement of a field that had no conflict: %+v", r)
 	}
