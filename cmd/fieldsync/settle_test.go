@@ -53,8 +53,8 @@ func TestSettleOnDevice(t *testing.T) {
 	out = mustCLI(t, "sync", "--dir", dir, "--server", srv)
 	contains(t, "sync into the clash", out, "sent 1 op, 0 delivered, 1 need review", "needs review: 1 (WO-1001 status)")
 	cid := officeConflictID(t, srv, id)
-	if cid != techOp {
-		t.Errorf("conflict id %s: want the op that opened it, %s", cid, techOp)
+	if c := getConflicts(t, srv, id).Record.Conflicts[0]; len(c.Theirs) != 1 || c.Theirs[0].OpID != techOp {
+		t.Errorf("conflict %s does not hold the op that opened it, %s: %+v", cid, techOp, c.Theirs)
 	}
 	out = mustCLI(t, "status", "--dir", dir)
 	contains(t, "status with the clash", out, "needs review: 1\n")
@@ -179,6 +179,7 @@ func TestSettleFromOffice(t *testing.T) {
 	contains(t, "office edit into a conflict", out, "conflict", "kept in progress", "yours cancelled",
 		`overridden: visit_start: this op's "2026-03-02T14:00:00Z" lost (device-wins)`)
 	cid := officeConflictID(t, srv, id)
+	clashing := getConflicts(t, srv, id).Record.Conflicts[0].Theirs[0].OpID
 	mustCLI(t, "sync", "--dir", dir, "--server", srv)
 	if n := statusJSONOf(t, dir).NeedsReview; n != 1 {
 		t.Fatalf("the device sees %d conflicts, want 1", n)
@@ -192,7 +193,7 @@ func TestSettleFromOffice(t *testing.T) {
 		{[]string{"--field", "status", "--keep-server", "--value", "closed"}, []string{"choose one of"}},
 		{[]string{"--field", "status", "--keep-server", "--op", cid}, []string{"--op goes with --take-device"}},
 		{[]string{"--keep-server"}, []string{"--field"}},
-		{[]string{"--field", "status", "--take-device", "--op", "00000000-0000-7000-8000-000000000000"}, []string{"is not one of the conflict's clashing values", cid}},
+		{[]string{"--field", "status", "--take-device", "--op", "00000000-0000-7000-8000-000000000000"}, []string{"is not one of the conflict's clashing values", clashing}},
 		{[]string{"--field", "title", "--keep-server"}, []string{"WO-1001 has no open conflict on title: nothing to settle"}},
 		{[]string{"--field", "status", "--value", "maybe"}, []string{"the server refused", "invalid_field"}},
 	} {
