@@ -11,6 +11,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -26,6 +27,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/driver"
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/internal/sqlitedb"
@@ -95,8 +98,23 @@ type Engine struct {
 	syncMu sync.Mutex    // one sync at a time in this process
 	kick   chan struct{} // Save wakes Run
 
-	stmtNextSeq, stmtHLC, stmtBase, stmtPrev, stmtInsert *sql.Stmt
+	// Save's statements, prepared once on each pooled connection's SQLite
+	// handle; Close waits for the saves under way (closeMu), then
+	// finalizes them.
+	closeMu sync.RWMutex
+	stmtMu  sync.Mutex
+	stmts   map[*sqlite3.Conn]map[string]*sqlite3.Stmt
 }
+
+// Save's statements.
+const (
+	sqlNextSeq = `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value - 1`
+	sqlHLC     = `UPDATE counters SET value = max(value + 1, ?) WHERE name = 'hlc' RETURNING value`
+	sqlBase    = `SELECT version FROM records WHERE type = ? AND id = ?`
+	sqlPrev    = `SELECT coalesce(max(seq), 0) FROM outbox WHERE type = ? AND entity_id = ?`
+	sqlInsert  = `INSERT INTO outbox (seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time, hlc)
+		VALUES (?,?,?,?,?,?,?,?,?,?)`
+)
 
 // Open opens or creates the device store in cfg.Dir.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
@@ -158,17 +176,6 @@ func (e *Engine) init(ctx context.Context) error {
 		return err
 	}
 	var err error
-	prep := func(dst **sql.Stmt, q string) {
-		if err == nil {
-			*dst, err = e.db.PrepareContext(ctx, q)
-		}
-	}
-	prep(&e.stmtNextSeq, `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value - 1`)
-	prep(&e.stmtHLC, `UPDATE counters SET value = max(value + 1, ?) WHERE name = 'hlc' RETURNING value`)
-	prep(&e.stmtBase, `SELECT version FROM records WHERE type = ? AND id = ?`)
-	prep(&e.stmtPrev, `SELECT coalesce(max(seq), 0) FROM outbox WHERE type = ? AND entity_id = ?`)
-	prep(&e.stmtInsert, `INSERT INTO outbox (seq, op_id, type, entity_id, kind, base_version, prev_seq, fields, local_time, hlc)
-		VALUES (?,?,?,?,?,?,?,?,?,?)`)
 	return err
 }
 
@@ -176,7 +183,19 @@ func (e *Engine) init(ctx context.Context) error {
 func (e *Engine) DeviceID() string { return e.deviceID }
 
 // Close closes the store. Nothing is lost: every Save already committed.
-func (e *Engine) Close() error { return e.db.Close() }
+func (e *Engine) Close() error {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	e.stmtMu.Lock()
+	for c, byQuery := range e.stmts {
+		for _, st := range byQuery {
+			st.Close()
+		}
+		delete(e.stmts, c)
+	}
+	e.stmtMu.Unlock()
+	return e.db.Close()
+}
 
 // requeueInterrupted puts back in the queue the ops a crashed process left
 // "sending"; their trail says the attempt was interrupted. Only the holder
@@ -204,6 +223,97 @@ func (e *Engine) update(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// saveTx runs fn in one write transaction on a pooled connection's SQLite
+// handle. Save is the hot path of every user action: database/sql would
+// start a goroutine for the transaction and one for each query in it,
+// which costs as much CPU as the rest of the save. stmt returns a
+// statement prepared once per connection, bound to args (string, []byte,
+// int64); fn must leave each one reset.
+func (e *Engine) saveTx(ctx context.Context, fn func(stmt func(q string, args ...any) (*sqlite3.Stmt, error)) error) error {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		dconn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", dc)
+		}
+		c := dconn.Raw()
+		if old := c.SetInterrupt(ctx); old != ctx {
+			defer c.SetInterrupt(old)
+		}
+		if err := c.Exec(`BEGIN IMMEDIATE`); err != nil {
+			return err
+		}
+		var used []*sqlite3.Stmt
+		defer func() {
+			for _, st := range used {
+				st.Reset()
+			}
+			if !c.GetAutocommit() {
+				c.SetInterrupt(context.Background())
+				c.Exec(`ROLLBACK`)
+			}
+		}()
+		stmt := func(q string, args ...any) (*sqlite3.Stmt, error) {
+			st, err := e.connStmt(c, q)
+			if err != nil {
+				return nil, err
+			}
+			used = append(used, st)
+			for i, a := range args {
+				switch v := a.(type) {
+				case string:
+					err = st.BindText(i+1, v)
+				case []byte:
+					err = st.BindRawText(i+1, v)
+				case int64:
+					err = st.BindInt64(i+1, v)
+				default:
+					err = fmt.Errorf("cannot bind %T", a)
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+			return st, nil
+		}
+		if err := fn(stmt); err != nil {
+			return err
+		}
+		return c.Exec(`COMMIT`)
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// connStmt returns q prepared on c, preparing it the first time.
+func (e *Engine) connStmt(c *sqlite3.Conn, q string) (*sqlite3.Stmt, error) {
+	e.stmtMu.Lock()
+	defer e.stmtMu.Unlock()
+	if st, ok := e.stmts[c][q]; ok {
+		return st, nil
+	}
+	st, _, err := c.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	if e.stmts == nil {
+		e.stmts = map[*sqlite3.Conn]map[string]*sqlite3.Stmt{}
+	}
+	if e.stmts[c] == nil {
+		e.stmts[c] = map[string]*sqlite3.Stmt{}
+	}
+	e.stmts[c][q] = st
+	return st, nil
 }
 
 // Change is one user action to save.
@@ -236,28 +346,43 @@ func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 	if op.Fields == nil {
 		fields = []byte("{}")
 	}
-	err = e.update(ctx, func(tx *sql.Tx) error {
-		if err := tx.StmtContext(ctx, e.stmtNextSeq).QueryRowContext(ctx).Scan(&op.Seq); err != nil {
-			return err
+	err = e.saveTx(ctx, func(stmt func(q string, args ...any) (*sqlite3.Stmt, error)) error {
+		row := func(q string, args []any, dst *int64) (bool, error) {
+			st, err := stmt(q, args...)
+			if err != nil {
+				return false, err
+			}
+			if !st.Step() {
+				return false, st.Reset()
+			}
+			*dst = st.ColumnInt64(0)
+			return true, st.Reset()
+		}
+		if ok, err := row(sqlNextSeq, nil, &op.Seq); err != nil || !ok {
+			return cmp.Or(err, errors.New("no sequence counter"))
 		}
 		// The device's hybrid logical clock: at least the wall clock, above
 		// every reading issued or seen, kept across restarts.
-		if err := tx.StmtContext(ctx, e.stmtHLC).QueryRowContext(ctx, int64(fieldsync.HLCFromTime(op.LocalTime))).Scan(&op.HLC); err != nil {
-			return err
+		var hlc int64
+		if ok, err := row(sqlHLC, []any{int64(fieldsync.HLCFromTime(op.LocalTime))}, &hlc); err != nil || !ok {
+			return cmp.Or(err, errors.New("no clock counter"))
 		}
-		err := tx.StmtContext(ctx, e.stmtBase).QueryRowContext(ctx, op.EntityType, op.EntityID).Scan(&op.BaseVersion)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		op.HLC = fieldsync.HLC(hlc)
+		if _, err := row(sqlBase, []any{op.EntityType, op.EntityID}, &op.BaseVersion); err != nil {
 			return err
 		}
 		if op.Kind == fieldsync.KindCreate {
 			op.BaseVersion = 0
 		}
-		if err := tx.StmtContext(ctx, e.stmtPrev).QueryRowContext(ctx, op.EntityType, op.EntityID).Scan(&op.PrevSeq); err != nil {
+		if _, err := row(sqlPrev, []any{op.EntityType, op.EntityID}, &op.PrevSeq); err != nil {
 			return err
 		}
-		_, err = tx.StmtContext(ctx, e.stmtInsert).ExecContext(ctx, op.Seq, op.ID, op.EntityType, op.EntityID, string(op.Kind),
-			op.BaseVersion, op.PrevSeq, string(fields), op.LocalTime.UnixMilli(), int64(op.HLC))
-		return err
+		st, err := stmt(sqlInsert, op.Seq, op.ID, op.EntityType, op.EntityID, string(op.Kind),
+			op.BaseVersion, op.PrevSeq, fields, op.LocalTime.UnixMilli(), int64(op.HLC))
+		if err != nil {
+			return err
+		}
+		return st.Exec()
 	})
 	if err != nil {
 		return op, fmt.Errorf("save: %w", err)

@@ -21,8 +21,6 @@ import (
 	"github.com/fieldsync/fieldsync/store/sqlite"
 )
 
-
-
 // TestConflictsRandomized has three devices and a dispatcher edit shared
 // records at random, round after round, with pushes duplicated, answers
 // lost or cut, and one device's batches held back and delivered later in

@@ -46,6 +46,9 @@ type Server struct {
 	now      func() time.Time
 	max      int64
 	mux      *http.ServeMux
+
+	prefetchMu sync.Mutex
+	prefetched []*prefetchedPage // next pages of pulls under way, oldest first
 }
 
 // New returns a Server for cfg.
@@ -302,7 +305,7 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	recs, maxSeq, err := s.store.Changes(r.Context(), cur.Seq, limit)
+	recs, maxSeq, err := s.changes(r.Context(), cur.Seq, limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -330,7 +333,74 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	resp.Cursor = next.String()
 	resp.More = next.Seq < maxSeq
 	resp.HLC = int64(fieldsync.HLCFromTime(s.now()))
+	if resp.More {
+		s.prefetch(next.Seq, limit)
+	}
 	s.writeJSON(w, r, &resp)
+}
+
+// A pull of many pages asks for the next page only once it has this one.
+// The server reads that next page meanwhile, while this one is encoded,
+// sent and decoded: it is used if asked for (same position and limit)
+// and still current, and read again otherwise.
+type prefetchedPage struct {
+	after int64
+	limit int
+	done  chan struct{} // closed once read
+	recs  []fieldsync.Record
+	max   int64
+	err   error
+}
+
+// maxPrefetched bounds the pages read ahead (one per pull under way).
+const maxPrefetched = 4
+
+// prefetch starts reading the page after `after` in the background.
+func (s *Server) prefetch(after int64, limit int) {
+	p := &prefetchedPage{after: after, limit: limit, done: make(chan struct{})}
+	s.prefetchMu.Lock()
+	if len(s.prefetched) >= maxPrefetched {
+		s.prefetched = s.prefetched[1:]
+	}
+	s.prefetched = append(s.prefetched, p)
+	s.prefetchMu.Unlock()
+	go func() {
+		defer close(p.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p.recs, p.max, p.err = s.store.Changes(ctx, after, limit)
+	}()
+}
+
+// changes returns the page after `after`: the one read ahead when there
+// is one and nothing changed since it was read, else a fresh read. Every
+// change moves a record to a feed position above all others, so "no
+// record past the page's highest position" means the page is current.
+func (s *Server) changes(ctx context.Context, after int64, limit int) ([]fieldsync.Record, int64, error) {
+	var p *prefetchedPage
+	s.prefetchMu.Lock()
+	for i, q := range s.prefetched {
+		if q.after == after && q.limit == limit {
+			p = q
+			s.prefetched = append(s.prefetched[:i:i], s.prefetched[i+1:]...)
+			break
+		}
+	}
+	s.prefetchMu.Unlock()
+	if p != nil {
+		select {
+		case <-p.done:
+			if p.err == nil {
+				newer, max, err := s.store.Changes(ctx, p.max, 1)
+				if err == nil && len(newer) == 0 && max == p.max {
+					return p.recs, p.max, nil
+				}
+			}
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	return s.store.Changes(ctx, after, limit)
 }
 
 func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,6 +157,7 @@ func fsyncFloor(ctx context.Context, cfg *Config) (time.Duration, error) {
 	for i := range block {
 		block[i] = byte(i)
 	}
+	settle()
 	times := make([]time.Duration, 0, cfg.Fsyncs)
 	for i := range cfg.Fsyncs {
 		if err := ctx.Err(); err != nil {
@@ -193,6 +195,7 @@ func localSaves(ctx context.Context, cfg *Config) (p50, p99 time.Duration, err e
 		}
 		ids[i] = op.EntityID
 	}
+	settle()
 	times := make([]time.Duration, 0, cfg.Saves)
 	for i := range cfg.Saves {
 		id := ids[i%len(ids)]
@@ -205,6 +208,14 @@ func localSaves(ctx context.Context, cfg *Config) (p50, p99 time.Duration, err e
 		cfg.Progress("local saves", i+1, cfg.Saves)
 	}
 	return percentile(times, 50), percentile(times, 99), nil
+}
+
+// settle starts a timed phase on a quiet disk and heap: the write-back of
+// what the phases before wrote (tens of megabytes of SQLite files) would
+// otherwise land in this phase's fsyncs, and their garbage in its GC.
+func settle() {
+	unix.Sync()
+	runtime.GC()
 }
 
 // percentile returns the p-th percentile (nearest rank) of ds.
@@ -391,6 +402,7 @@ func pushBench(ctx context.Context, cfg *Config) (pushResult, error) {
 		}
 		cfg.Progress("push: building backlog", i+1, cfg.Ops)
 	}
+	settle()
 	watch.arm(ts, "push")
 	start := time.Now()
 	rep, err := eng.Sync(ctx)
@@ -502,6 +514,7 @@ func pullBench(ctx context.Context, cfg *Config) (pullResult, error) {
 		return res, err
 	}
 	defer eng.Close()
+	settle()
 	before := ts.bytes()
 	start := time.Now()
 	rep, err := eng.Sync(ctx)

@@ -45,8 +45,12 @@ var _ fieldsync.Store = (*Store)(nil)
 func Open(ctx context.Context, path string) (*Store, error) {
 	sub, _ := fs.Sub(migrations, "migrations")
 	db, err := sqlitedb.Open(ctx, path, sub, sqlitedb.Options{Init: func(c *sqlite3.Conn) error {
-		// A page cache that holds the hot part of the op log and the
-		// records: a miss costs a system call.
+		// A page cache (up to 32 MiB a connection, filled as used) that
+		// holds the hot part of the op log and the records: a miss costs
+		// a system call. Checkpoints every 8000 pages (32 MiB of WAL)
+		// rather than 1000: a push batch dirties hundreds of pages, many
+		// the same from batch to batch, and each checkpoint writes them
+		// all again.
 		return c.Exec(`PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 8000`)
 	}})
 	if err != nil {
@@ -673,6 +677,8 @@ func parseFieldMeta(data []byte) (fieldsync.FieldMeta, bool) {
 			fm.OpID, ok = parseString(val)
 		case "at":
 			fm.At, ok = parseInt(val)
+		case "since":
+			fm.Since, ok = parseInt(val)
 		}
 		return ok
 	})
@@ -886,7 +892,7 @@ func plainJSON(s string, value bool) bool {
 // differ, so a field added to FieldMeta is never dropped.
 var metaLayout = []struct{ name, tag string }{
 	{"Version", "v"}, {"By", "by"}, {"Seq", "seq"}, {"Role", "role,omitempty"},
-	{"HLC", "hlc,omitempty"}, {"OpID", "op,omitempty"}, {"At", "at,omitempty"},
+	{"HLC", "hlc,omitempty"}, {"OpID", "op,omitempty"}, {"At", "at,omitempty"}, {"Since", "since,omitempty"},
 }
 
 var metaFast = sync.OnceValue(func() bool {
@@ -955,6 +961,7 @@ func encodeMeta(m map[string]fieldsync.FieldMeta) ([]byte, error) {
 		num("hlc", int64(fm.HLC), true)
 		str("op", fm.OpID, true)
 		num("at", fm.At, true)
+		num("since", fm.Since, true)
 		out = append(out, '}')
 	}
 	return append(out, '}'), nil
