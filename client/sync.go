@@ -616,6 +616,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			e.log.Log(ctx, level, "synced", "sent", rep.Sent, "delivered", rep.Delivered, "conflicts", rep.Conflicts,
 				"rejected", rep.Rejected, "retry", rep.Retry, "pulled", rep.Pulled)
+			if rep.Retry > 0 {
+				// Some ops were answered "not now" (an earlier op on their
+				// record was not there yet): try again soon, not at the
+				// next interval.
+				wait = min(wait, e.backoff(1))
+			}
 		}
 		timer := time.NewTimer(wait)
 		select {
