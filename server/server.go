@@ -200,6 +200,20 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	return protocol.ReadBody(r.Body, r.Header.Get("Content-Encoding"), s.max)
 }
 
+// readDecoded reads a request body and decodes it; on failure it answers
+// with the error and reports false.
+func readDecoded[T any](s *Server, w http.ResponseWriter, r *http.Request, decode func([]byte) (*T, error)) (*T, bool) {
+	data, err := s.readBody(r)
+	if err == nil {
+		var v *T
+		if v, err = decode(data); err == nil {
+			return v, true
+		}
+	}
+	s.writeError(w, r, err)
+	return nil, false
+}
+
 func (s *Server) requireVersion(w http.ResponseWriter, r *http.Request) bool {
 	if r.Header.Get(protocol.VersionHeader) == "" {
 		s.writeError(w, r, fieldsync.Errorf(fieldsync.EUnsupportedVersion, "name the protocol version in the %s header", protocol.VersionHeader))
@@ -212,14 +226,8 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	if !s.requireVersion(w, r) {
 		return
 	}
-	data, err := s.readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := protocol.DecodePush(data)
-	if err != nil {
-		s.writeError(w, r, err)
+	req, ok := readDecoded(s, w, r, protocol.DecodePush)
+	if !ok {
 		return
 	}
 	if req.Device == OfficeDevice {
@@ -463,14 +471,8 @@ func (s *Server) Settle(ctx context.Context, typ, id, field string, st fieldsync
 }
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
-	data, err := s.readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := protocol.DecodeSettle(data)
-	if err != nil {
-		s.writeError(w, r, err)
+	req, ok := readDecoded(s, w, r, protocol.DecodeSettle)
+	if !ok {
 		return
 	}
 	res, err := s.Settle(r.Context(), r.PathValue("type"), r.PathValue("id"), req.Field,
@@ -502,14 +504,8 @@ func (s *Server) office(ctx context.Context, kind fieldsync.OpKind, typ, id stri
 }
 
 func (s *Server) handleOfficeCreate(w http.ResponseWriter, r *http.Request) {
-	data, err := s.readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := protocol.DecodeEdit(data)
-	if err != nil {
-		s.writeError(w, r, err)
+	req, ok := readDecoded(s, w, r, protocol.DecodeEdit)
+	if !ok {
 		return
 	}
 	if req.Base != 0 {
@@ -525,14 +521,8 @@ func (s *Server) handleOfficeCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
-	data, err := s.readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := protocol.DecodeEdit(data)
-	if err != nil {
-		s.writeError(w, r, err)
+	req, ok := readDecoded(s, w, r, protocol.DecodeEdit)
+	if !ok {
 		return
 	}
 	res, err := s.Edit(r.Context(), r.PathValue("type"), r.PathValue("id"), req.Base, req.Fields)
