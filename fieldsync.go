@@ -22,12 +22,13 @@ const (
 	KindDelete OpKind = "delete"
 	KindAppend OpKind = "append"
 	KindSettle OpKind = "settle" // settles a conflict on one field
+	KindAttach OpKind = "attach" // adds one attachment (photo, signature, scan) to a record
 )
 
 // Valid reports whether k is a known kind.
 func (k OpKind) Valid() bool {
 	switch k {
-	case KindCreate, KindUpdate, KindDelete, KindAppend, KindSettle:
+	case KindCreate, KindUpdate, KindDelete, KindAppend, KindSettle, KindAttach:
 		return true
 	}
 	return false
@@ -140,8 +141,10 @@ type Record struct {
 	Meta      map[string]FieldMeta // per field: last change
 	Review    []string             // fields that need a person's review
 	Conflicts []Conflict           // open and settled conflicts of the record
-	Seq       int64                // position in the server's change feed
-	UpdatedAt time.Time
+	// Attachments of the record in the order they were attached.
+	Attachments []Attachment
+	Seq         int64 // position in the server's change feed
+	UpdatedAt   time.Time
 }
 
 // AppendItem is one item of an append-only list field (a comment, a

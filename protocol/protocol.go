@@ -44,6 +44,11 @@ const (
 	PathOps     = "/v1/ops/"     // + op id
 	PathInfo    = "/v1/info"
 	PathSchema  = "/v1/schema"
+	// PathFiles is the base of the tus resumable-upload endpoint; an upload
+	// names its blob's SHA-256 in Upload-Metadata ("sha256").
+	PathFiles = "/v1/files/"
+	// PathBlobs + sha256 downloads a verified blob (GET, HEAD, ranges).
+	PathBlobs = "/v1/blobs/"
 )
 
 // Op is the wire form of fieldsync.Op.
@@ -114,8 +119,10 @@ type Record struct {
 	Fields    map[string]json.RawMessage `json:"fields,omitempty"`
 	Review    []string                   `json:"review,omitempty"`
 	Conflicts []fieldsync.Conflict       `json:"conflicts,omitempty"`
-	Seq       int64                      `json:"seq"`
-	Updated   time.Time                  `json:"updated"`
+	// Attachments of the record, each with the server's status.
+	Attachments []fieldsync.Attachment `json:"attachments,omitempty"`
+	Seq         int64                  `json:"seq"`
+	Updated     time.Time              `json:"updated"`
 }
 
 // ChangesResponse is the body of GET /v1/changes.
