@@ -37,6 +37,20 @@ const (
 	EFieldConflict     Code = "field_conflict"
 	EAlreadySettled    Code = "already_settled" // the conflict was settled before
 	ENoConflict        Code = "no_conflict"     // nothing to settle on that field
+
+	// Device-only codes.
+	EStorageFull Code = "storage_full" // the device's storage limit for attachments is reached
+
+	// Identity and access codes (see docs/security.md).
+	ETokenMissing     Code = "token_missing"     // no bearer token sent
+	ETokenInvalid     Code = "token_invalid"     // malformed, unknown or forged token
+	ETokenExpired     Code = "token_expired"     // a user session past its expiry: log in again
+	ETokenRevoked     Code = "token_revoked"     // the device or user was revoked: enrol again
+	EForbidden        Code = "forbidden"         // the principal's role may not do this
+	ERateLimited      Code = "rate_limited"      // too many requests: wait for Retry-After
+	ELoginFailed      Code = "login_failed"      // wrong organisation, user or password
+	EEnrolmentInvalid Code = "enrolment_invalid" // unknown or already used enrolment code
+	EEnrolmentExpired Code = "enrolment_expired" // enrolment code past its validity
 )
 
 // retryable lists the codes for which sending the same thing again later
@@ -45,6 +59,7 @@ var retryable = map[Code]bool{
 	EUnavailable:       true,
 	EInternal:          true,
 	EWaitingForEarlier: true,
+	ERateLimited:       true,
 }
 
 // Error is the one error type that crosses package and wire boundaries.

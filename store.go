@@ -29,6 +29,9 @@ type Store interface {
 	// RecordOps returns the recorded ops of one record in the order the
 	// server decided them.
 	RecordOps(ctx context.Context, typ, id string) ([]OpEntry, error)
+	// Blob returns the verified blob with that SHA-256; ENotFound when
+	// the store holds none.
+	Blob(ctx context.Context, sha string) (Blob, error)
 	Close() error
 }
 
@@ -50,6 +53,14 @@ type StoreTx interface {
 	// RecordOp records the op and its result. Op ids and (device, seq)
 	// pairs are unique.
 	RecordOp(e OpEntry) error
+	// Blob returns the verified blob with that SHA-256, if any.
+	Blob(sha string) (Blob, bool, error)
+	// PutBlob records a verified blob. It is idempotent: a blob already
+	// recorded keeps its first record.
+	PutBlob(b Blob) error
+	// RecordsWithBlob returns the (type, id) of every record having an
+	// attachment with that SHA-256, as written by PutRecord.
+	RecordsWithBlob(sha string) ([][2]string, error)
 }
 
 // OpEntry is an op as the server recorded it, with its result.

@@ -97,7 +97,7 @@ func FromRecord(r *fieldsync.Record) Record {
 	return Record{
 		Type: r.Type, ID: r.ID, Number: r.Number, Version: r.Version,
 		Deleted: r.Deleted, Fields: r.Fields, Review: r.Review, Conflicts: r.Conflicts, Seq: r.Seq,
-		Updated: r.UpdatedAt.UTC(),
+		Attachments: r.Attachments, Updated: r.UpdatedAt.UTC(),
 	}
 }
 
@@ -106,6 +106,6 @@ func ToRecord(w *Record) fieldsync.Record {
 	return fieldsync.Record{
 		Type: w.Type, ID: w.ID, Number: w.Number, Version: w.Version,
 		Deleted: w.Deleted, Fields: w.Fields, Review: w.Review, Conflicts: w.Conflicts, Seq: w.Seq,
-		UpdatedAt: w.Updated,
+		Attachments: w.Attachments, UpdatedAt: w.Updated,
 	}
 }

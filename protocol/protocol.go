@@ -395,7 +395,7 @@ func checkOp(op *Op, device string) error {
 		return invalid("entity: want an id of 1-64 letters, digits, '_', '.', '-'")
 	}
 	if !fieldsync.OpKind(op.Kind).Valid() {
-		return invalid("kind: %q is not create, update, delete, append or settle", op.Kind)
+		return invalid("kind: %q is not create, update, delete, append, settle or attach", op.Kind)
 	}
 	if op.Base < 0 {
 		return invalid("base: want 0 or more")
@@ -422,6 +422,9 @@ func checkOp(op *Op, device string) error {
 	}
 	if op.Kind == string(fieldsync.KindSettle) && len(op.Fields) != 1 {
 		return invalid("fields: a settle names exactly one field")
+	}
+	if op.Kind == string(fieldsync.KindAttach) && len(op.Fields) != 1 {
+		return invalid("fields: an attach carries exactly one field, %q", fieldsync.AttachField)
 	}
 	return nil
 }

@@ -198,6 +198,13 @@ func (s *Schema) CheckOp(op *fieldsync.Op, office bool) error {
 	if !ok {
 		return fieldsync.Errorf(fieldsync.EUnknownEntityType, "unknown entity type %q", op.EntityType)
 	}
+	if op.Kind == fieldsync.KindAttach {
+		// Any type may carry attachments; the server checks the value.
+		if _, ok := op.Fields[fieldsync.AttachField]; !ok || len(op.Fields) != 1 {
+			return fieldsync.Errorf(fieldsync.EInvalidRequest, "an attach carries exactly one field, %q", fieldsync.AttachField)
+		}
+		return nil
+	}
 	names := make([]string, 0, len(op.Fields))
 	for n := range op.Fields {
 		names = append(names, n)

@@ -107,7 +107,14 @@ func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op,
 			return res, err
 		}
 		t, _ := sch.Type(op.EntityType)
-		changed := decide(&rec, exists, t, op, now, &res)
+		var changed bool
+		if op.Kind == fieldsync.KindAttach {
+			if changed, err = decideAttach(tx, &rec, exists, op, now, &res); err != nil {
+				return res, err
+			}
+		} else {
+			changed = decide(&rec, exists, t, op, now, &res)
+		}
 		if changed {
 			if !exists && t.NumberPrefix != "" {
 				n, err := tx.NextNumber("number:"+op.EntityType, max(t.NumberStart, 1))

@@ -35,6 +35,12 @@ type Config struct {
 	Now    func() time.Time
 	// MaxBodyBytes caps a decompressed request body (default protocol.MaxBodyBytes).
 	MaxBodyBytes int64
+	// BlobDir is where attachment uploads and verified blobs are kept
+	// (docs/attachments-server.md). Empty: the upload and blob endpoints
+	// answer 503.
+	BlobDir string
+	// MaxAttachmentBytes caps one upload (default protocol.MaxAttachmentBytes).
+	MaxAttachmentBytes int64
 }
 
 // Server serves the /v1 sync API. It is safe for concurrent use.
@@ -46,6 +52,7 @@ type Server struct {
 	now      func() time.Time
 	max      int64
 	mux      *http.ServeMux
+	blobs    *blobStore // nil without Config.BlobDir
 
 	prefetchMu sync.Mutex
 	prefetched []*prefetchedPage // next pages of pulls under way, oldest first
@@ -83,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+protocol.PathSchema, s.handleGetSchema)
 	s.mux.HandleFunc("PUT "+protocol.PathSchema, s.handlePutSchema)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	if err := s.initBlobs(cfg); err != nil {
+		return nil, err
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := s.allowed(r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

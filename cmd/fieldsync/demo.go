@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: open the server's database: %w", err)
 	}
 	defer st.Close()
-	srv, err := server.New(server.Config{Store: st, Logger: log.With("part", "server")})
+	srv, err := server.New(server.Config{Store: st, Logger: log.With("part", "server"), BlobDir: filepath.Join(*dir, "blobs")})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("demo: %w", err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -22,9 +23,10 @@ const serverUsage = `Usage: fieldsync server [--addr HOST:PORT] [--db FILE] [--s
 
 Run the sync server on an embedded SQLite database (created if missing):
 the /v1 API that devices push to and pull from, and that the office edits
-through. Prints the URL it listens on (with --addr HOST:0, a free port is
-picked and printed). Ctrl-C (SIGINT) or SIGTERM stops it cleanly: requests
-in flight finish, then the database closes.
+through. Attachment files are kept in a "blobs" folder next to the
+database file. Prints the URL it listens on (with --addr HOST:0, a free
+port is picked and printed). Ctrl-C (SIGINT) or SIGTERM stops it cleanly:
+requests in flight finish, then the database closes.
 `
 
 // runServer runs `fieldsync server`.
@@ -65,14 +67,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("server: open the database: %w", err)
 	}
 	defer st.Close()
-	srv, err := server.New(server.Config{Store: st, Schema: sch, Logger: log})
+	blobDir := filepath.Join(filepath.Dir(*dbPath), "blobs") // attachments, next to the database
+	srv, err := server.New(server.Config{Store: st, Schema: sch, Logger: log, BlobDir: blobDir})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server: %w", err)
 	}
 	url := listenURL(ln)
 	fmt.Fprintf(stdout, "fieldsync server listening on %s (database %s)\n", url, *dbPath)
-	log.Info("server started", "url", url, "db", *dbPath, "epoch", st.Epoch())
+	log.Info("server started", "url", url, "db", *dbPath, "blobs", blobDir, "epoch", st.Epoch())
 	err = serve(ctx, ln, srv, log)
 	log.Info("server stopped")
 	return err

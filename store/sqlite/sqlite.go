@@ -335,19 +335,19 @@ func (t *tx) CheckOp(opID, device string, seq, prev int64) (*fieldsync.Result, s
 	return recorded, holder, prevFound, nil
 }
 
-const recordColumns = `type, id, number, version, deleted, fields, meta, review, seq, updated_at, conflicts`
+const recordColumns = `type, id, number, version, deleted, fields, meta, review, seq, updated_at, conflicts, attachments`
 
 func scanRecord(row scanner) (fieldsync.Record, error) {
 	var r fieldsync.Record
-	var fields, meta, review, conflicts string
+	var fields, meta, review, conflicts, attachments string
 	var updated int64
-	if err := row.Scan(&r.Type, &r.ID, &r.Number, &r.Version, &r.Deleted, &fields, &meta, &review, &r.Seq, &updated, &conflicts); err != nil {
+	if err := row.Scan(&r.Type, &r.ID, &r.Number, &r.Version, &r.Deleted, &fields, &meta, &review, &r.Seq, &updated, &conflicts, &attachments); err != nil {
 		return r, err
 	}
-	return decodeRecord(r, []byte(fields), []byte(meta), []byte(review), []byte(conflicts), updated)
+	return decodeRecord(r, []byte(fields), []byte(meta), []byte(review), []byte(conflicts), []byte(attachments), updated)
 }
 
-func decodeRecord(r fieldsync.Record, fields, meta, review, conflicts []byte, updated int64) (fieldsync.Record, error) {
+func decodeRecord(r fieldsync.Record, fields, meta, review, conflicts, attachments []byte, updated int64) (fieldsync.Record, error) {
 	r.UpdatedAt = time.UnixMilli(updated).UTC()
 	if err := decodeFields(fields, &r.Fields); err != nil {
 		return r, fmt.Errorf("record %s/%s fields: %w", r.Type, r.ID, err)
@@ -365,6 +365,11 @@ func decodeRecord(r fieldsync.Record, fields, meta, review, conflicts []byte, up
 			return r, fmt.Errorf("record %s/%s conflicts: %w", r.Type, r.ID, err)
 		}
 	}
+	if len(attachments) > 2 {
+		if err := json.Unmarshal(attachments, &r.Attachments); err != nil {
+			return r, fmt.Errorf("record %s/%s attachments: %w", r.Type, r.ID, err)
+		}
+	}
 	return r, nil
 }
 
@@ -377,7 +382,7 @@ func scanRecordRaw(st *sqlite3.Stmt) (fieldsync.Record, error) {
 	r.Version = st.ColumnInt64(3)
 	r.Deleted = st.ColumnBool(4)
 	r.Seq = st.ColumnInt64(8)
-	return decodeRecord(r, st.ColumnRawText(5), st.ColumnRawText(6), st.ColumnRawText(7), st.ColumnRawText(10), st.ColumnInt64(9))
+	return decodeRecord(r, st.ColumnRawText(5), st.ColumnRawText(6), st.ColumnRawText(7), st.ColumnRawText(10), st.ColumnRawText(11), st.ColumnInt64(9))
 }
 
 func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
@@ -413,11 +418,16 @@ func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 			return 0, err
 		}
 	}
-	err = t.exec(`INSERT INTO records (`+recordColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+	attachments, err := t.putAttachmentRefs(r)
+	if err != nil {
+		return 0, err
+	}
+	err = t.exec(`INSERT INTO records (`+recordColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version,
 		deleted = excluded.deleted, fields = excluded.fields, meta = excluded.meta,
-		review = excluded.review, seq = excluded.seq, updated_at = excluded.updated_at, conflicts = excluded.conflicts`,
-		r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts)
+		review = excluded.review, seq = excluded.seq, updated_at = excluded.updated_at, conflicts = excluded.conflicts,
+		attachments = excluded.attachments`,
+		r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts, attachments)
 	if err != nil {
 		return 0, err
 	}

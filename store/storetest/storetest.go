@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) fieldsync.Store, opts ...Option) 
 		{"RecordOps", testRecordOps},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
+	tests = append(tests, blobTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
 	}
