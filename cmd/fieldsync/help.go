@@ -44,6 +44,7 @@ Environment (a flag wins over its variable):
   FIELDSYNC_SERVER  the server URL (--server)
   FIELDSYNC_ADDR    the server's listen address (server --addr)
   FIELDSYNC_DB      the server's database file (server --db)
+  FIELDSYNC_DATA    the server's data directory, with identity.db (admin --data)
 `)
 	return nil
 }

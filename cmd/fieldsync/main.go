@@ -66,6 +66,7 @@ func commands() []subcommand {
 		{"sync", "send the device's queue to the server and pull its changes, once", runSync, groupSync},
 
 		{"office", "the dispatcher over HTTP: office create | edit | settle | show", runOffice, groupOffice},
+		{"admin", "organisations, users, devices, enrolment codes: admin init | user | device | enrol-code", runAdmin, groupOffice},
 
 		{"bench", "measure durability and sync throughput on this machine", runBench, groupOther},
 		{"version", "print the version", runVersion, groupOther},
