@@ -32,6 +32,7 @@ import (
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/internal/sqlitedb"
+	"github.com/fieldsync/fieldsync/media"
 	"github.com/fieldsync/fieldsync/protocol"
 )
 
@@ -64,6 +65,20 @@ type Config struct {
 	Interval       time.Duration // Run: pull at least this often (default 30s)
 	// Progress, when set, is called as a sync makes progress.
 	Progress func(Progress)
+	// Now is the device's clock, read for each op's local time and its
+	// hybrid logical clock reading (default time.Now). A test or a fault
+	// drill sets it to a clock that is wrong.
+	Now func() time.Time
+
+	// Limits bound what attachments may take on the device; a zero field
+	// is its default (see Limits).
+	Limits Limits
+	// Retention says how long original files stay on the device once the
+	// server holds them (see Retention).
+	Retention Retention
+	// Photo tunes how photos and scans are prepared; zero fields are the
+	// media package's defaults.
+	Photo media.PhotoOptions
 }
 
 // Progress reports a sync's progress.
@@ -84,6 +99,15 @@ func (c *Config) Validate() error {
 	if c.PullLimit < 0 || c.PullLimit > protocol.MaxPullLimit {
 		return fmt.Errorf("client: Config.PullLimit must be 0..%d", protocol.MaxPullLimit)
 	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if c.Retention.KeepOriginalsFor < 0 {
+		return errors.New("client: Config.Retention.KeepOriginalsFor must be 0 (default) or more")
+	}
+	if err := c.Photo.Validate(); err != nil {
+		return fmt.Errorf("client: Config.Photo: %w", err)
+	}
 	return nil
 }
 
@@ -97,6 +121,7 @@ type Engine struct {
 
 	syncMu sync.Mutex    // one sync at a time in this process
 	kick   chan struct{} // Save wakes Run
+	files  *fileStore    // attachment files and their uploader
 
 	// Save's statements, prepared once on each pooled connection's SQLite
 	// handle; Close waits for the saves under way (closeMu), then
@@ -164,6 +189,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		db.Close()
 		return nil, fmt.Errorf("open device store: %w", err)
 	}
+	if err := e.openFiles(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open device store: %w", err)
+	}
 	return e, nil
 }
 
@@ -177,6 +206,14 @@ func (e *Engine) init(ctx context.Context) error {
 	}
 	var err error
 	return err
+}
+
+// now reads the device's clock: Config.Now, or time.Now.
+func (e *Engine) now() time.Time {
+	if e.cfg.Now != nil {
+		return e.cfg.Now()
+	}
+	return time.Now()
 }
 
 // DeviceID returns the device's id, made when the store was created.
@@ -329,7 +366,7 @@ type Change struct {
 func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 	op := fieldsync.Op{
 		ID: uuid.Must(uuid.NewV7()).String(), DeviceID: e.deviceID, Kind: c.Kind,
-		EntityType: c.Type, EntityID: c.EntityID, Fields: c.Fields, LocalTime: time.Now().UTC(),
+		EntityType: c.Type, EntityID: c.EntityID, Fields: c.Fields, LocalTime: e.now().UTC(),
 	}
 	if c.Kind == fieldsync.KindCreate {
 		if op.EntityID == "" {
@@ -346,44 +383,7 @@ func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 	if op.Fields == nil {
 		fields = []byte("{}")
 	}
-	err = e.saveTx(ctx, func(stmt func(q string, args ...any) (*sqlite3.Stmt, error)) error {
-		row := func(q string, args []any, dst *int64) (bool, error) {
-			st, err := stmt(q, args...)
-			if err != nil {
-				return false, err
-			}
-			if !st.Step() {
-				return false, st.Reset()
-			}
-			*dst = st.ColumnInt64(0)
-			return true, st.Reset()
-		}
-		if ok, err := row(sqlNextSeq, nil, &op.Seq); err != nil || !ok {
-			return cmp.Or(err, errors.New("no sequence counter"))
-		}
-		// The device's hybrid logical clock: at least the wall clock, above
-		// every reading issued or seen, kept across restarts.
-		var hlc int64
-		if ok, err := row(sqlHLC, []any{int64(fieldsync.HLCFromTime(op.LocalTime))}, &hlc); err != nil || !ok {
-			return cmp.Or(err, errors.New("no clock counter"))
-		}
-		op.HLC = fieldsync.HLC(hlc)
-		if _, err := row(sqlBase, []any{op.EntityType, op.EntityID}, &op.BaseVersion); err != nil {
-			return err
-		}
-		if op.Kind == fieldsync.KindCreate {
-			op.BaseVersion = 0
-		}
-		if _, err := row(sqlPrev, []any{op.EntityType, op.EntityID}, &op.PrevSeq); err != nil {
-			return err
-		}
-		st, err := stmt(sqlInsert, op.Seq, op.ID, op.EntityType, op.EntityID, string(op.Kind),
-			op.BaseVersion, op.PrevSeq, fields, op.LocalTime.UnixMilli(), int64(op.HLC))
-		if err != nil {
-			return err
-		}
-		return st.Exec()
-	})
+	err = e.saveTx(ctx, func(stmt stmtFunc) error { return queueOp(stmt, &op, fields) })
 	if err != nil {
 		return op, fmt.Errorf("save: %w", err)
 	}
@@ -392,6 +392,52 @@ func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 	default:
 	}
 	return op, nil
+}
+
+// stmtFunc returns a statement of a saveTx transaction, bound to args.
+type stmtFunc = func(q string, args ...any) (*sqlite3.Stmt, error)
+
+// queueOp queues op inside a saveTx transaction: it takes the next
+// sequence number and clock reading, the record's confirmed version (the
+// op's base) and the device's previous op on the record (its prev), and
+// inserts the op with its encoded fields.
+func queueOp(stmt stmtFunc, op *fieldsync.Op, fields []byte) error {
+	row := func(q string, args []any, dst *int64) (bool, error) {
+		st, err := stmt(q, args...)
+		if err != nil {
+			return false, err
+		}
+		if !st.Step() {
+			return false, st.Reset()
+		}
+		*dst = st.ColumnInt64(0)
+		return true, st.Reset()
+	}
+	if ok, err := row(sqlNextSeq, nil, &op.Seq); err != nil || !ok {
+		return cmp.Or(err, errors.New("no sequence counter"))
+	}
+	// The device's hybrid logical clock: at least the wall clock, above
+	// every reading issued or seen, kept across restarts.
+	var hlc int64
+	if ok, err := row(sqlHLC, []any{int64(fieldsync.HLCFromTime(op.LocalTime))}, &hlc); err != nil || !ok {
+		return cmp.Or(err, errors.New("no clock counter"))
+	}
+	op.HLC = fieldsync.HLC(hlc)
+	if _, err := row(sqlBase, []any{op.EntityType, op.EntityID}, &op.BaseVersion); err != nil {
+		return err
+	}
+	if op.Kind == fieldsync.KindCreate {
+		op.BaseVersion = 0
+	}
+	if _, err := row(sqlPrev, []any{op.EntityType, op.EntityID}, &op.PrevSeq); err != nil {
+		return err
+	}
+	st, err := stmt(sqlInsert, op.Seq, op.ID, op.EntityType, op.EntityID, string(op.Kind),
+		op.BaseVersion, op.PrevSeq, fields, op.LocalTime.UnixMilli(), int64(op.HLC))
+	if err != nil {
+		return err
+	}
+	return st.Exec()
 }
 
 // checkChange refuses, before anything is stored, what the server would

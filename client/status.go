@@ -26,6 +26,7 @@ type Status struct {
 	Reviews       []Review // open conflicts a person must settle
 	Failing       []OpInfo // queued ops that failed 5 times or more
 	Cursor        string
+	Storage       Storage // what the device's data takes, attachments not yet on the server
 }
 
 // Review is one open conflict on a record, as the device knows it.
@@ -128,6 +129,9 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 		return s, err
 	}
 	if s.Reviews, err = e.reviews(ctx, tx); err != nil {
+		return s, err
+	}
+	if s.Storage, err = e.storage(ctx, tx); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -31,13 +31,19 @@ type Report struct {
 	Retry     int // ops to send again later
 	Pulled    int // records received
 	Resynced  bool
+
+	BytesSent   int64 // attachment bytes sent, those lost to a cut included
+	Uploaded    int   // attachment files the server now holds
+	UploadsLeft int   // attachment files still to send
+	yielded     bool  // uploads stopped to let new ops go first
 }
 
 // ErrOffline is returned by Sync when no server is configured.
 var ErrOffline = fieldsync.Errorf(fieldsync.EUnavailable, "no server configured: working offline")
 
-// Sync pushes every queued op, then pulls every change since the cursor.
-// It may be cancelled at any point: progress exists only as committed
+// Sync pushes every queued op, then pulls every change since the cursor,
+// then uploads the bytes of attachments whose ops the server has. It may
+// be cancelled at any point: progress exists only as committed
 // transactions. A retryable failure (network, timeout, 5xx) returns an
 // error whose code is retryable; the ops stay queued.
 func (e *Engine) Sync(ctx context.Context) (Report, error) {
@@ -58,6 +64,9 @@ func (e *Engine) Sync(ctx context.Context) (Report, error) {
 	err = e.push(ctx, &rep)
 	if err == nil {
 		err = e.pull(ctx, &rep)
+	}
+	if err == nil {
+		err = uploadPhase(e.upload(ctx, &rep))
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
@@ -527,10 +536,11 @@ func (e *Engine) fetchChanges(ctx context.Context, cursor string) (*protocol.Cha
 }
 
 func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.ChangesResponse) error {
-	st, err := tx.PrepareContext(ctx, `INSERT INTO records (type, id, number, version, deleted, fields, review, conflicts, seq, updated)
-		VALUES (?,?,?,?,?,?,?,?,?,?)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO records (type, id, number, version, deleted, fields, review, conflicts, attachments, seq, updated)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version, deleted = excluded.deleted,
-		fields = excluded.fields, review = excluded.review, conflicts = excluded.conflicts, seq = excluded.seq, updated = excluded.updated
+		fields = excluded.fields, review = excluded.review, conflicts = excluded.conflicts, attachments = excluded.attachments,
+		seq = excluded.seq, updated = excluded.updated
 		WHERE excluded.seq > records.seq`)
 	if err != nil {
 		return err
@@ -553,7 +563,12 @@ func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.Chang
 		if c.Conflicts == nil {
 			conflicts = []byte("[]")
 		}
-		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), string(review), string(conflicts), c.Seq, c.Updated.UnixMilli()); err != nil {
+		attachments, _ := json.Marshal(c.Attachments)
+		if c.Attachments == nil {
+			attachments = []byte("[]")
+		}
+		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), string(review), string(conflicts),
+			string(attachments), c.Seq, c.Updated.UnixMilli()); err != nil {
 			return err
 		}
 	}
@@ -585,6 +600,12 @@ func (e *Engine) resync(ctx context.Context, reason string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM records`); err != nil {
 			return err
 		}
+		// Nor may it hold the bytes it had confirmed: check each file
+		// still here again (the uploader asks before it sends).
+		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET state = 'pending', upload_url = '', upload_offset = 0
+			WHERE state = 'uploaded' AND reclaimed_at = 0`); err != nil {
+			return err
+		}
 		if err := setMeta(ctx, tx, "cursor", ""); err != nil {
 			return err
 		}
@@ -596,26 +617,45 @@ func (e *Engine) resync(ctx context.Context, reason string) error {
 // Interval, and after a failure with exponential backoff and full jitter.
 // It returns ctx's error.
 func (e *Engine) Run(ctx context.Context) error {
-	failures := 0
+	failures, upFailures := 0, 0
 	for {
 		rep, err := e.Sync(ctx)
 		var wait time.Duration
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case isUploadPhase(err):
+			// Ops and changes went through; only attachment bytes did
+			// not. Text must not wait behind them: the backoff of
+			// uploads stops growing at the interval.
+			failures = 0
+			upFailures++
+			wait = min(e.cfg.Interval, e.backoff(upFailures))
+			e.log.Info("attachments not uploaded; will retry", "err", err, "retry_in", wait.Round(time.Millisecond),
+				"uploaded", rep.Uploaded, "uploads_left", rep.UploadsLeft)
 		case err != nil:
 			failures++
 			wait = e.backoff(failures)
 			e.log.Info("sync failed; will retry", "err", err, "retry_in", wait.Round(time.Millisecond), "failures", failures)
 		default:
-			failures = 0
+			failures, upFailures = 0, 0
 			wait = e.cfg.Interval
 			level := slog.LevelDebug // an idle sync is not news
 			if rep.Sent > 0 || rep.Pulled > 0 || rep.Resynced {
 				level = slog.LevelInfo
 			}
+			if rep.Uploaded > 0 || rep.BytesSent > 0 {
+				level = slog.LevelInfo
+			}
 			e.log.Log(ctx, level, "synced", "sent", rep.Sent, "delivered", rep.Delivered, "conflicts", rep.Conflicts,
-				"rejected", rep.Rejected, "retry", rep.Retry, "pulled", rep.Pulled)
+				"rejected", rep.Rejected, "retry", rep.Retry, "pulled", rep.Pulled,
+				"uploaded", rep.Uploaded, "bytes_sent", rep.BytesSent, "uploads_left", rep.UploadsLeft)
+			e.maybeReclaim(ctx)
+			if rep.yielded {
+				// Uploads stopped for ops saved meanwhile: send them,
+				// then go on with the uploads.
+				wait = 0
+			}
 			if rep.Retry > 0 {
 				// Some ops were answered "not now" (an earlier op on their
 				// record was not there yet): try again soon, not at the

@@ -36,6 +36,10 @@ type View struct {
 	State        string               // RecordReady, RecordSent, RecordReview, RecordError
 	Pending      int                  // ops not yet delivered
 	OnlyOnDevice bool                 // the server has not confirmed the record yet
+	// Attachments are the server's attachments of the record (uploading,
+	// ready), then those only on this device (AttachmentOnDevice, or
+	// AttachmentFailed, AttachmentRejected), in the order attached.
+	Attachments []fieldsync.Attachment
 }
 
 // Get returns the view of one record; ENotFound when the device knows of
@@ -182,12 +186,17 @@ func (e *Engine) view(ctx context.Context, tx *sql.Tx, typ, id string) (View, er
 	if !any {
 		return v, fieldsync.Errorf(fieldsync.ENotFound, "no %s %s on this device", typ, id)
 	}
+	if v.Attachments, err = e.attachmentsOf(ctx, tx, typ, id); err != nil {
+		return v, err
+	}
 	switch {
 	case len(v.Review) > 0:
 		v.State = RecordReview
 	case hasError:
 		v.State = RecordError
-	case v.Pending > 0 || v.OnlyOnDevice:
+	case v.Pending > 0 || v.OnlyOnDevice || slices.ContainsFunc(v.Attachments, func(a fieldsync.Attachment) bool {
+		return a.Status == AttachmentOnDevice
+	}):
 		v.State = RecordReady
 	default:
 		v.State = RecordSent

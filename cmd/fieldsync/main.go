@@ -54,6 +54,7 @@ func commands() []subcommand {
 		{"create", "save a new record on the device", runCreate, groupDevice},
 		{"update", "change fields of a record on the device", runUpdate, groupDevice},
 		{"append", "add a comment, reading or other list item to a record", runAppend, groupDevice},
+		{"attach", "attach a photo, scan or signature to a record", runAttach, groupDevice},
 		{"delete", "delete a record on the device", runDelete, groupDevice},
 		{"show", "show one record as the device sees it", runShow, groupDevice},
 		{"list", "list the records on the device", runList, groupDevice},

@@ -16,7 +16,10 @@ const statusUsage = `Usage: fieldsync status [--dir DIR] [--json]
 
 Say where this device stands: how many ops are in the queue and since
 when, how many were delivered, the last successful sync (or never), the
-last error, and what needs a person: conflicts to settle ("needs review":
+last error, what the device's data takes on disk (database, photos and
+scans, thumbnails, signatures; what can be freed; attachments not yet on
+the server, and any that cannot be sent or keep failing, with why), and
+what needs a person: conflicts to settle ("needs review":
 per field, the value the server kept and each value that clashed with it,
 who wrote each and when, and the fieldsync settle command that settles
 it), ops the server rejected (with its reason). Works with no network at
@@ -38,6 +41,52 @@ type statusJSON struct {
 	Attention     []opJSON       `json:"attention"`
 	Review        []reviewJSON   `json:"review"`
 	Failing       []opJSON       `json:"failing"`
+	Storage       storageJSON    `json:"storage"`
+}
+
+// storageJSON is what the device's data takes on disk.
+type storageJSON struct {
+	Database    int64             `json:"database"`
+	Originals   int64             `json:"originals"`
+	Thumbnails  int64             `json:"thumbnails"`
+	Signatures  int64             `json:"signatures"`
+	Total       int64             `json:"total"`
+	Limit       int64             `json:"limit"`
+	Reclaimable int64             `json:"reclaimable"`
+	Pending     int               `json:"pending_attachments"`
+	Failed      []attachIssueJSON `json:"failed_attachments"`
+	Failing     []attachIssueJSON `json:"failing_attachments"`
+}
+
+// attachIssueJSON is an attachment whose upload needs a look.
+type attachIssueJSON struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Entity    string `json:"entity"`
+	Role      string `json:"role"`
+	Name      string `json:"name,omitempty"`
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+	Sent      int64  `json:"sent"`
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+func toStorageJSON(s client.Storage) storageJSON {
+	out := storageJSON{Database: s.Database, Originals: s.Originals, Thumbnails: s.Thumbnails, Signatures: s.Signatures,
+		Total: s.Total(), Limit: s.Limits.MaxStoreBytes, Reclaimable: s.Reclaimable, Pending: s.Pending,
+		Failed: []attachIssueJSON{}, Failing: []attachIssueJSON{}}
+	conv := func(a client.AttachmentIssue) attachIssueJSON {
+		return attachIssueJSON{ID: a.ID, Type: a.Type, Entity: a.EntityID, Role: a.Role, Name: a.Name, SHA256: a.SHA256,
+			Size: a.Size, Sent: a.Sent, Attempts: a.Attempts, LastError: a.LastError}
+	}
+	for _, a := range s.Failed {
+		out.Failed = append(out.Failed, conv(a))
+	}
+	for _, a := range s.Failing {
+		out.Failing = append(out.Failing, conv(a))
+	}
+	return out
 }
 
 // reviewJSON is a record with fields that need a person's review, and
@@ -76,7 +125,7 @@ func statusOf(ctx context.Context, eng *client.Engine, s client.Status, typ stri
 	out := statusJSON{
 		Device: s.DeviceID, Counts: s.Counts, Pending: s.Pending(), NeedsReview: a.needsReview(), OldestPending: timePtr(s.OldestPending),
 		LastSync: timePtr(s.LastSync), LastAttempt: timePtr(s.LastAttempt), LastError: s.LastError, Resynced: s.Resynced,
-		Attention: []opJSON{}, Review: review, Failing: []opJSON{},
+		Attention: []opJSON{}, Review: review, Failing: []opJSON{}, Storage: toStorageJSON(s.Storage),
 	}
 	for _, o := range a.ops {
 		out.Attention = append(out.Attention, toOpJSON(o, ""))
@@ -205,6 +254,7 @@ func printStatus(ctx context.Context, w io.Writer, eng *client.Engine, st client
 	if st.Resynced != "" {
 		fmt.Fprintf(w, "started over with the server: %s\n", st.Resynced)
 	}
+	printStorage(w, st.Storage, now)
 	if len(a.reviews) == 0 && len(a.waiting) == 0 && len(a.ops) == 0 && len(st.Failing) == 0 {
 		fmt.Fprintln(w, "needs attention: nothing")
 		return
@@ -282,4 +332,42 @@ func reviewFields(ctx context.Context, eng *client.Engine, o client.OpInfo) stri
 		return "-"
 	}
 	return strings.Join(names, ", ")
+}
+
+// printStorage writes what the device's data takes and the attachments
+// that are not on the server yet.
+func printStorage(w io.Writer, s client.Storage, now time.Time) {
+	fmt.Fprintf(w, "storage: %s of %s (database %s, photos and scans %s, thumbnails %s, signatures %s)\n",
+		client.FormatBytes(s.Total()), client.FormatBytes(s.Limits.MaxStoreBytes), client.FormatBytes(s.Database),
+		client.FormatBytes(s.Originals), client.FormatBytes(s.Thumbnails), client.FormatBytes(s.Signatures))
+	if s.Reclaimable > 0 {
+		fmt.Fprintf(w, "reclaimable: %s of originals the server holds (removed automatically; thumbnails stay)\n", client.FormatBytes(s.Reclaimable))
+	}
+	if s.Pending > 0 {
+		fmt.Fprintf(w, "attachments not yet on the server: %d\n", s.Pending)
+	}
+	issue := func(a client.AttachmentIssue) string {
+		what := a.Role
+		if a.Name != "" {
+			what += " " + a.Name
+		}
+		return fmt.Sprintf("%s of %s (attachment %s, %s)", what, shortID(a.EntityID), a.ID, client.FormatBytes(a.Size))
+	}
+	if len(s.Failed) > 0 {
+		fmt.Fprintln(w, "attachments that cannot be sent:")
+		for _, a := range s.Failed {
+			fmt.Fprintf(w, "  %s: %s\n", issue(a), a.LastError)
+		}
+	}
+	if len(s.Failing) > 0 {
+		fmt.Fprintln(w, "attachments failing for long (still retried):")
+		for _, a := range s.Failing {
+			last := ""
+			if !a.LastAttempt.IsZero() {
+				last = ", last " + fmtAge(now, a.LastAttempt)
+			}
+			fmt.Fprintf(w, "  %s: %s, %s of %s sent%s: %s\n", issue(a), plural(a.Attempts, "attempt", "attempts"),
+				client.FormatBytes(a.Sent), client.FormatBytes(a.Size), last, a.LastError)
+		}
+	}
 }

@@ -44,6 +44,12 @@ type Config struct {
 	// WireOps is the number of status updates pushed to measure bytes on
 	// the wire per op (default 2,000).
 	WireOps int
+	// Photos is the number of photos of about 2 MB uploaded through an
+	// emulated link (default 20) of LinkRate bytes a second (default
+	// 1,000,000: 8 Mbit/s) that is cut every CutEvery (default 5 s).
+	Photos   int
+	LinkRate int64
+	CutEvery time.Duration
 	// Progress, when set, is told what the run is doing and how far it is:
 	// done of total items of the named stage.
 	Progress func(stage string, done, total int)
@@ -64,6 +70,13 @@ func (c *Config) defaults() error {
 	def(&c.Fsyncs, 2000)
 	def(&c.Trips, 1000)
 	def(&c.WireOps, 2000)
+	def(&c.Photos, 20)
+	if c.LinkRate <= 0 {
+		c.LinkRate = 1_000_000
+	}
+	if c.CutEvery <= 0 {
+		c.CutEvery = 5 * time.Second
+	}
 	if c.Progress == nil {
 		c.Progress = func(string, int, int) {}
 	}
@@ -132,6 +145,22 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	add(WireBytesPerOp, push.wirePerOp, "bytes")
 	add(WireBytesPerRec, pull.wirePerRecord, "bytes")
 	add(LoopbackRTTMS, ms(push.rtt), "ms")
+
+	prep, err := photoPrepare(ctx, &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("photo preparation: %w", err)
+	}
+	add(PhotoPrepareMS, ms(prep), "ms")
+	photos, err := photoUpload(ctx, &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("photo upload: %w", err)
+	}
+	add(PhotoGoodputRatio, photos.goodput/photos.linkRate, "x")
+	add(PhotoWastedRatio, photos.wasted, "x")
+	add(PhotoGoodputBPS, photos.goodput, "bytes/s")
+	add(PhotoLinkBytesPerS, photos.linkRate, "bytes/s")
+	add(PhotoBytesEach, photos.each, "bytes")
+	add(PhotoLinkCuts, float64(photos.cuts), "cuts")
 
 	rss, err := peakRSS()
 	if err != nil {
@@ -247,7 +276,7 @@ func startServer(ctx context.Context, path string) (*testServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(server.Config{Store: st})
+	srv, err := server.New(server.Config{Store: st, BlobDir: path + ".blobs"})
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -21,6 +21,7 @@ func TestRunTiny(t *testing.T) {
 	var stages []string
 	metrics, err := Run(ctx, Config{
 		Dir: dir, Ops: 40, Records: 30, Saves: 10, Fsyncs: 10, Trips: 10, WireOps: 20,
+		Photos: 2, LinkRate: 20_000_000, CutEvery: 30 * time.Millisecond,
 		Progress: func(stage string, done, total int) {
 			if done < 1 || total > 0 && done > total {
 				t.Errorf("progress %s: %d of %d", stage, done, total)
@@ -35,12 +36,16 @@ func TestRunTiny(t *testing.T) {
 	}
 	want := []string{
 		FsyncFloorMS, LocalSaveP50MS, LocalSaveP99MS, LocalSaveRatio, LocalSaveP99Ratio, PushOpsPerS, PushOpMS,
-		PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS, RSSPeakMB,
+		PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS,
+		PhotoPrepareMS, PhotoGoodputRatio, PhotoWastedRatio, PhotoGoodputBPS, PhotoLinkBytesPerS, PhotoBytesEach, PhotoLinkCuts,
+		RSSPeakMB,
 	}
 	seen := map[string]int{}
 	for _, m := range metrics {
 		seen[m.Name]++
-		if !(m.Value > 0) || m.Unit == "" {
+		// A tiny run may see no cut, and so no bytes sent twice.
+		mayBeZero := m.Name == PhotoLinkCuts || m.Name == PhotoWastedRatio
+		if !(m.Value > 0 || mayBeZero && m.Value == 0) || m.Unit == "" {
 			t.Errorf("%s = %v %q: want a positive value with a unit", m.Name, m.Value, m.Unit)
 		}
 	}
@@ -49,7 +54,7 @@ func TestRunTiny(t *testing.T) {
 			t.Errorf("metric %s reported %d times, want once", name, seen[name])
 		}
 	}
-	for _, stage := range []string{"fsync floor", "local saves", "push", "pull", "loopback round trips"} {
+	for _, stage := range []string{"fsync floor", "local saves", "push", "pull", "loopback round trips", "photo preparation", "photos: uploading"} {
 		if !strings.Contains(strings.Join(stages, "|"), stage) {
 			t.Errorf("no progress for stage %q (got %q)", stage, stages)
 		}

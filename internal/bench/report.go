@@ -31,6 +31,13 @@ var Targets = []Target{
 	{Metric: WireBytesPerOp, Max: 200, Strict: true},
 	{Metric: WireBytesPerRec},
 	{Metric: LoopbackRTTMS},
+	{Metric: PhotoPrepareMS},
+	{Metric: PhotoGoodputRatio, Min: 0.85},
+	{Metric: PhotoWastedRatio, Max: 0.05, Strict: true},
+	{Metric: PhotoGoodputBPS},
+	{Metric: PhotoLinkBytesPerS},
+	{Metric: PhotoBytesEach},
+	{Metric: PhotoLinkCuts},
 	{Metric: RSSPeakMB, Max: 100, Strict: true},
 }
 
