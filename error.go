@@ -40,6 +40,9 @@ const (
 
 	// Device-only codes.
 	EStorageFull Code = "storage_full" // the device's storage limit for attachments is reached
+	EWrongPIN    Code = "wrong_pin"    // the PIN does not unlock the device's data
+	ELocked      Code = "pin_locked"   // too many wrong PINs: wait before the next try
+	EPINRequired Code = "pin_required" // the device's data is encrypted: give its PIN
 
 	// Identity and access codes (see docs/security.md).
 	ETokenMissing     Code = "token_missing"     // no bearer token sent

@@ -363,11 +363,11 @@ func (e *Engine) storeAttachment(ctx context.Context, op *fieldsync.Op, fields [
 		return err
 	}
 	defer l.unlock()
-	if err := writeDurable(e.files.blobPath(att.SHA256), prep.Data); err != nil {
+	if err := e.files.put(e.files.blobPath(att.SHA256), prep.Data); err != nil {
 		return fmt.Errorf("write the file: %w", err)
 	}
 	if thumb != nil {
-		if err := writeDurable(e.files.thumbPath(att.SHA256), thumb); err != nil {
+		if err := e.files.put(e.files.thumbPath(att.SHA256), thumb); err != nil {
 			return fmt.Errorf("write the thumbnail: %w", err)
 		}
 	}
@@ -451,7 +451,9 @@ func (e *Engine) attachmentsOf(ctx context.Context, q querier, typ, id string) (
 	return out, rows.Err()
 }
 
-// LocalFile is where an attachment's files are on this device.
+// LocalFile is where an attachment's files are on this device. On an
+// encrypted device (Config.PIN) the files hold ciphertext: read them with
+// OpenAttachment and OpenThumbnail.
 type LocalFile struct {
 	Path      string // the prepared file; "" once reclaimed
 	Thumbnail string // the thumbnail (for a signature, the file itself)

@@ -22,8 +22,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,7 +31,6 @@ import (
 	"github.com/ncruces/go-sqlite3/driver"
 
 	"github.com/fieldsync/fieldsync"
-	"github.com/fieldsync/fieldsync/internal/sqlitedb"
 	"github.com/fieldsync/fieldsync/media"
 	"github.com/fieldsync/fieldsync/protocol"
 )
@@ -52,8 +51,10 @@ const (
 // Config configures an Engine. Dir is required; every other zero value is
 // the documented default.
 type Config struct {
-	Dir        string       // device directory; the database is Dir/device.db
-	ServerURL  string       // e.g. http://127.0.0.1:8080; empty: offline only
+	Dir string // device directory; the database is Dir/device.db
+	// ServerURL is the server to sync with, e.g. https://sync.example:8443;
+	// empty: the one the device enrolled with, else offline only.
+	ServerURL  string
 	HTTPClient *http.Client // default: a client with sane timeouts
 	Logger     *slog.Logger // default: discard
 
@@ -79,6 +80,27 @@ type Config struct {
 	// Photo tunes how photos and scans are prepared; zero fields are the
 	// media package's defaults.
 	Photo media.PhotoOptions
+
+	// Token is the device's bearer token, sent on every request; empty:
+	// the one stored when the device enrolled (Enroll), if any.
+	Token string
+	// TLS says how the server's certificate is checked: a pinned
+	// fingerprint, or the authorities to trust (see TLSConfig).
+	TLS TLSConfig
+
+	// PIN, when set, encrypts the device's data at rest (see
+	// docs/security.md): the database, its WAL and the attachment
+	// files. A new device starts encrypted; a device with plain data is
+	// encrypted when first opened with a PIN. Open fails with EWrongPIN
+	// or ELocked for a wrong PIN, and with EPINRequired when the data is
+	// encrypted and no PIN is given.
+	PIN string
+	// Key, when set instead of PIN, returns the 32-byte data key (e.g.
+	// from an OS keystore); no key file is kept.
+	Key func(context.Context) ([]byte, error)
+	// PINParams are the costs of deriving a key from the PIN, used when
+	// the key file is made; zero fields are the defaults.
+	PINParams KDFParams
 }
 
 // Progress reports a sync's progress.
@@ -102,11 +124,17 @@ func (c *Config) Validate() error {
 	if err := c.Limits.validate(); err != nil {
 		return err
 	}
+	if c.PIN != "" && c.Key != nil {
+		return errors.New("client: give Config.PIN or Config.Key, not both")
+	}
 	if c.Retention.KeepOriginalsFor < 0 {
 		return errors.New("client: Config.Retention.KeepOriginalsFor must be 0 (default) or more")
 	}
 	if err := c.Photo.Validate(); err != nil {
 		return fmt.Errorf("client: Config.Photo: %w", err)
+	}
+	if err := c.TLS.validate(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -122,6 +150,12 @@ type Engine struct {
 	syncMu sync.Mutex    // one sync at a time in this process
 	kick   chan struct{} // Save wakes Run
 	files  *fileStore    // attachment files and their uploader
+	keys   *dataKeys     // nil when the device's data is not encrypted
+
+	reauth atomic.Bool // Enroll ran: Run syncs at once, whatever the backoff
+	authMu sync.Mutex
+	token  string // the bearer token requests carry; "" when none
+	fixed  string // Config.Token, until Enroll replaces it
 
 	// Save's statements, prepared once on each pooled connection's SQLite
 	// handle; Close waits for the saves under way (closeMu), then
@@ -180,12 +214,21 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("open device store: %w", err)
 	}
 	sub, _ := fs.Sub(migrations, "migrations")
-	db, err := sqlitedb.Open(ctx, filepath.Join(cfg.Dir, "device.db"), sub, sqlitedb.Options{})
+	keys, err := e.unlock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open device store: %w", err)
+	}
+	e.keys = keys
+	db, err := e.openDB(ctx, sub)
 	if err != nil {
 		return nil, fmt.Errorf("open device store: %w", err)
 	}
 	e.db = db
 	if err := e.init(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open device store: %w", err)
+	}
+	if err := e.initAuth(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open device store: %w", err)
 	}
@@ -231,6 +274,7 @@ func (e *Engine) Close() error {
 		delete(e.stmts, c)
 	}
 	e.stmtMu.Unlock()
+	defer e.clearKeys()
 	return e.db.Close()
 }
 

@@ -27,6 +27,12 @@ type Status struct {
 	Failing       []OpInfo // queued ops that failed 5 times or more
 	Cursor        string
 	Storage       Storage // what the device's data takes, attachments not yet on the server
+	// Auth is the device's standing with the server: AuthOK,
+	// AuthNotEnrolled or AuthRevoked; AuthMessage says what to do when
+	// it is not ok. The queue is kept whatever it says.
+	Auth        string
+	AuthMessage string
+	Enrolment   Enrolment // what the device keeps of its enrolment (no token)
 }
 
 // Review is one open conflict on a record, as the device knows it.
@@ -115,6 +121,12 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	s.LastAttempt = msTime("last_attempt")
 	s.LastError, _ = e.meta(ctx, tx, "last_error")
 	s.Cursor, _ = e.meta(ctx, tx, "cursor")
+	if s.Auth, s.AuthMessage, err = e.authStatus(ctx, tx); err != nil {
+		return s, err
+	}
+	if s.Enrolment, err = e.enrolment(ctx, tx); err != nil {
+		return s, err
+	}
 	if r, _ := e.meta(ctx, tx, "resynced"); r != "" {
 		if ms, reason, ok := strings.Cut(r, " "); ok {
 			if n, err := strconv.ParseInt(ms, 10, 64); err == nil {

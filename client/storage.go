@@ -56,6 +56,7 @@ const reclaimEvery = time.Hour
 // fileStore is the engine's attachment files and their uploader.
 type fileStore struct {
 	root   string // the device directory
+	key    []byte // seals the files; nil when the device is not encrypted
 	tus    *tusclient.Client
 	mu     sync.Mutex
 	lastRe time.Time // last Reclaim by Run
@@ -108,7 +109,13 @@ func (e *Engine) openFiles(ctx context.Context) error {
 			return fmt.Errorf("attachment files: %w", err)
 		}
 	}
-	return e.cleanFiles(ctx)
+	if e.keys != nil {
+		e.files.key = e.keys.files
+	}
+	if err := e.cleanFiles(ctx); err != nil {
+		return err
+	}
+	return e.sealFiles()
 }
 
 // cleanFiles removes files no blob names (an Attach that stopped between

@@ -61,6 +61,10 @@ func (e *Engine) Sync(ctx context.Context) (Report, error) {
 	if err := e.requeueInterrupted(ctx); err != nil {
 		return rep, err
 	}
+	if err := e.loadToken(ctx); err != nil {
+		return rep, err
+	}
+	token := e.currentToken()
 	err = e.push(ctx, &rep)
 	if err == nil {
 		err = e.pull(ctx, &rep)
@@ -70,6 +74,9 @@ func (e *Engine) Sync(ctx context.Context) (Report, error) {
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	e.update(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		if err := e.noteAuth(ctx, tx, err, token); err != nil {
+			return err
+		}
 		if err != nil {
 			setMeta(ctx, tx, "last_error", fieldsync.ErrorMessage(err))
 			return setMeta(ctx, tx, "last_attempt", now)
@@ -298,6 +305,14 @@ func (e *Engine) storeResults(ctx context.Context, tx *sql.Tx, batch []pending, 
 	}
 	defer trail.Close()
 
+	if len(results) == 0 && IsAuthRefusal(sendErr) {
+		// Refused at the door, before the server read the batch: the
+		// ops go back as they were. The device's status says why; a
+		// trail line per op and per retry would only bury it.
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'queued', attempts = max(attempts - 1, 0)
+			WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'sending'`, seqList(batch))
+		return 0, err
+	}
 	final := 0
 	for i, p := range batch {
 		if i >= len(results) || results[i].Op != p.op.ID {
@@ -367,6 +382,7 @@ func (e *Engine) send(ctx context.Context, body []byte) ([]protocol.Result, erro
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Content-Encoding", "gzip")
 	hreq.Header.Set(protocol.VersionHeader, strconv.Itoa(protocol.Version))
+	e.authorize(hreq.Header)
 	resp, err := e.http.Do(hreq)
 	if err != nil {
 		return nil, transportError(err)
@@ -425,6 +441,9 @@ func transportError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
+	if terr := tlsError(err); terr != nil {
+		return terr
+	}
 	return &netError{err}
 }
 
@@ -437,9 +456,11 @@ func (e *netError) Unwrap() []error {
 	return []error{e.err, fieldsync.Errorf(fieldsync.EUnavailable, "cannot reach the server: %v", e.err)}
 }
 
+// readError reads a refusing answer: its code, its message and the wait
+// it asks for (see answerError).
 func readError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return protocol.DecodeErrorBody(resp.StatusCode, data)
+	return answerError(resp.StatusCode, resp.Header, data, time.Now())
 }
 
 // pull fetches every change since the cursor, one page per transaction.
@@ -517,6 +538,7 @@ func (e *Engine) fetchChanges(ctx context.Context, cursor string) (*protocol.Cha
 		return nil, fieldsync.Errorf(fieldsync.EInvalidRequest, "server URL: %v", err)
 	}
 	hreq.Header.Set(protocol.VersionHeader, strconv.Itoa(protocol.Version))
+	e.authorize(hreq.Header)
 	resp, err := e.http.Do(hreq)
 	if err != nil {
 		return nil, transportError(err)
@@ -620,10 +642,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	failures, upFailures := 0, 0
 	for {
 		rep, err := e.Sync(ctx)
-		var wait time.Duration
+		var wait, floor time.Duration // floor: the least wait a Save cannot cut short
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case IsAuthRefusal(err):
+			// Retrying fast cannot help: only a new enrolment can.
+			failures++
+			wait, floor = e.retryWait(err, failures)
+			e.log.Warn("sync refused: the device must be enrolled again", "code", fieldsync.ErrorCode(err),
+				"msg", fieldsync.ErrorMessage(err), "retry_in", wait.Round(time.Millisecond))
 		case isUploadPhase(err):
 			// Ops and changes went through; only attachment bytes did
 			// not. Text must not wait behind them: the backoff of
@@ -631,11 +659,14 @@ func (e *Engine) Run(ctx context.Context) error {
 			failures = 0
 			upFailures++
 			wait = min(e.cfg.Interval, e.backoff(upFailures))
+			if ra := RetryAfter(err); ra > wait {
+				wait, floor = ra, ra
+			}
 			e.log.Info("attachments not uploaded; will retry", "err", err, "retry_in", wait.Round(time.Millisecond),
 				"uploaded", rep.Uploaded, "uploads_left", rep.UploadsLeft)
 		case err != nil:
 			failures++
-			wait = e.backoff(failures)
+			wait, floor = e.retryWait(err, failures)
 			e.log.Info("sync failed; will retry", "err", err, "retry_in", wait.Round(time.Millisecond), "failures", failures)
 		default:
 			failures, upFailures = 0, 0
@@ -663,6 +694,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				wait = min(wait, e.backoff(1))
 			}
 		}
+		start := time.Now()
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -671,17 +703,57 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-e.kick:
 			timer.Stop()
-			if failures > 0 { // honour the backoff after a failure
-				t := time.NewTimer(e.backoff(failures))
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return ctx.Err()
-				case <-t.C:
+			if e.reauth.Swap(false) {
+				failures, upFailures = 0, 0 // enrolled again: sync now
+			}
+			if failures > 0 || floor > 0 { // honour the backoff after a failure, and a server's Retry-After
+				d := floor - time.Since(start)
+				if failures > 0 {
+					d = max(d, e.backoff(failures))
+				}
+				t := time.NewTimer(max(d, 0))
+				if err := e.waitUnlessEnrolled(ctx, t); err != nil {
+					return err
 				}
 			}
 		}
 	}
+}
+
+// waitUnlessEnrolled waits for t, or less when Enroll runs meanwhile: a
+// new token deserves a sync at once. Saves meanwhile are sent when it
+// ends.
+func (e *Engine) waitUnlessEnrolled(ctx context.Context, t *time.Timer) error {
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case <-e.kick:
+			if e.reauth.Swap(false) {
+				return nil
+			}
+		}
+	}
+}
+
+// retryWait is how long Run waits after failure number n in a row
+// (1-based), and the part of that wait a Save cannot cut short: a
+// refused token waits at least the interval (only a new enrolment
+// helps), and a server that asked for a wait (Retry-After) gets at
+// least that.
+func (e *Engine) retryWait(err error, n int) (wait, floor time.Duration) {
+	wait = e.backoff(n)
+	if IsAuthRefusal(err) {
+		wait = max(wait, e.cfg.Interval)
+		floor = wait
+	}
+	if ra := RetryAfter(err); ra > 0 {
+		wait, floor = max(wait, ra), max(floor, ra)
+	}
+	return wait, floor
 }
 
 // backoff is the delay before retry number n (1-based): full jitter over

@@ -2,19 +2,15 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/internal/sealedfile"
 	"github.com/fieldsync/fieldsync/internal/tusclient"
 	"github.com/fieldsync/fieldsync/protocol"
 )
@@ -72,8 +68,8 @@ func (e *Engine) upload(ctx context.Context, rep *Report) error {
 			return nil
 		case err != nil && ctx.Err() != nil:
 			return ctx.Err()
-		case err != nil && fieldsync.ErrorCode(err).Retryable():
-			return err
+		case err != nil && (fieldsync.ErrorCode(err).Retryable() || IsAuthRefusal(err) || fieldsync.ErrorCode(err) == fieldsync.EForbidden):
+			return err // the next file would meet the same answer
 		}
 	}
 	return nil
@@ -139,15 +135,19 @@ func (e *Engine) uploadBlob(ctx context.Context, b blobToSend, top int64, rep *R
 		return false, err
 	}
 	path := e.files.blobPath(b.sha)
-	f, err := os.Open(path)
+	f, err := e.files.open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, e.markFailed(ctx, b.sha, msgFileMissing)
+	}
+	if errors.Is(err, sealedfile.ErrDamaged) {
+		e.log.Error("attachment file damaged on the device", "sha256", b.sha, "file", path, "err", err)
+		return true, e.markFailed(ctx, b.sha, msgFileDamaged)
 	}
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || fi.Size() != b.size {
+	if f.Size() != b.size {
 		return true, e.markFailed(ctx, b.sha, msgFileDamaged)
 	}
 	for range 3 {
@@ -157,6 +157,7 @@ func (e *Engine) uploadBlob(ctx context.Context, b blobToSend, top int64, rep *R
 			Metadata: map[string]string{
 				protocol.UploadMetaSHA256: b.sha, protocol.UploadMetaFilename: b.name, protocol.UploadMetaContentType: b.contentType,
 			},
+			Header: e.authHeader(),
 			Exists: func(ctx context.Context) (bool, error) { return e.blobOnServer(ctx, b.sha) },
 			Progress: func(url string, offset int64) error {
 				if err := e.blobUpdate(context.WithoutCancel(ctx), `UPDATE blobs SET upload_url = ?, upload_offset = ? WHERE sha256 = ?`,
@@ -179,7 +180,7 @@ func (e *Engine) uploadBlob(ctx context.Context, b blobToSend, top int64, rep *R
 		case errors.Is(err, errYield):
 			return false, err
 		case errors.Is(err, tusclient.ErrChecksum):
-			intact, herr := fileMatches(path, b.sha)
+			intact, herr := e.files.matches(path, b.sha)
 			if herr != nil || !intact {
 				e.log.Error("attachment file damaged on the device", "sha256", b.sha, "file", path, "err", herr)
 				return true, e.markFailed(ctx, b.sha, msgFileDamaged)
@@ -190,9 +191,14 @@ func (e *Engine) uploadBlob(ctx context.Context, b blobToSend, top int64, rep *R
 				msgResend, b.sha); err != nil {
 				return false, err
 			}
+		case errors.Is(err, sealedfile.ErrDamaged):
+			e.log.Error("attachment file damaged on the device", "sha256", b.sha, "file", path, "err", err)
+			return true, e.markFailed(ctx, b.sha, msgFileDamaged)
 		default:
 			uerr := uploadError(err)
-			e.blobUpdate(context.WithoutCancel(ctx), `UPDATE blobs SET last_error = ? WHERE sha256 = ?`, fieldsync.ErrorMessage(uerr), b.sha)
+			if !IsAuthRefusal(uerr) { // about the device, not this file: Status says it
+				e.blobUpdate(context.WithoutCancel(ctx), `UPDATE blobs SET last_error = ? WHERE sha256 = ?`, fieldsync.ErrorMessage(uerr), b.sha)
+			}
 			return false, uerr
 		}
 	}
@@ -214,6 +220,15 @@ func uploadError(err error) error {
 	}
 	var se *tusclient.StatusError
 	if errors.As(err, &se) {
+		ae := answerError(se.Status, se.Header, []byte(se.Body), time.Now())
+		switch c := fieldsync.ErrorCode(ae); {
+		case IsAuthRefusal(ae), c == fieldsync.EForbidden, c == fieldsync.ERateLimited:
+			return ae
+		}
+		if se.Temporary() && se.RetryAfter > 0 {
+			return &waitError{err: fieldsync.Errorf(fieldsync.EUnavailable, "upload: the server answered HTTP %d; will try again", se.Status),
+				wait: se.RetryAfter}
+		}
 		if se.Temporary() {
 			return fieldsync.Errorf(fieldsync.EUnavailable, "upload: the server answered HTTP %d; will try again", se.Status)
 		}
@@ -224,7 +239,7 @@ func uploadError(err error) error {
 	if errors.As(err, &fe) {
 		return err
 	}
-	return &netError{err}
+	return transportError(err)
 }
 
 func (e *Engine) blobUpdate(ctx context.Context, q string, args ...any) error {
@@ -247,6 +262,7 @@ func (e *Engine) blobOnServer(ctx context.Context, sha string) (bool, error) {
 		return false, fieldsync.Errorf(fieldsync.EInvalidRequest, "server URL: %v", err)
 	}
 	req.Header.Set(protocol.VersionHeader, strconv.Itoa(protocol.Version))
+	e.authorize(req.Header)
 	resp, err := e.http.Do(req)
 	if err != nil {
 		return false, err
@@ -258,19 +274,6 @@ func (e *Engine) blobOnServer(ctx context.Context, sha string) (bool, error) {
 	case http.StatusNotFound:
 		return false, nil
 	}
-	return false, &tusclient.StatusError{Method: http.MethodHead, Status: resp.StatusCode}
-}
-
-// fileMatches hashes the file at path and compares it with sha.
-func fileMatches(path, sha string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return false, fmt.Errorf("read %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)) == sha, nil
+	wait, _ := tusclient.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return false, &tusclient.StatusError{Method: http.MethodHead, Status: resp.StatusCode, Header: resp.Header, RetryAfter: wait}
 }

@@ -123,7 +123,15 @@ type Record struct {
 	Attachments []fieldsync.Attachment `json:"attachments,omitempty"`
 	Seq         int64                  `json:"seq"`
 	Updated     time.Time              `json:"updated"`
+	// Gone, in a change feed entry, tells a device to drop its copy of
+	// the record: the record is no longer within its reach (GoneUnassigned:
+	// it was assigned to someone else). Such an entry carries no fields.
+	Gone string `json:"gone,omitempty"`
 }
+
+// GoneUnassigned is Record.Gone for a record taken away from the field
+// worker who pulled it: assigned to someone else, or to nobody.
+const GoneUnassigned = "unassigned"
 
 // ChangesResponse is the body of GET /v1/changes.
 type ChangesResponse struct {

@@ -51,10 +51,15 @@ type Schema struct {
 
 // EntityType describes one kind of record.
 type EntityType struct {
-	Title        string            `json:"title,omitempty"`
-	NumberPrefix string            `json:"number_prefix,omitempty"` // e.g. "WO-": the server numbers new records
-	NumberStart  int64             `json:"number_start,omitempty"`
-	Fields       map[string]*Field `json:"fields"`
+	Title        string `json:"title,omitempty"`
+	NumberPrefix string `json:"number_prefix,omitempty"` // e.g. "WO-": the server numbers new records
+	NumberStart  int64  `json:"number_start,omitempty"`
+	// Shared marks reference data every field worker of the organisation
+	// may read and sync, whoever it is assigned to (a price list, a list
+	// of sites); records of other types reach a field worker only while
+	// assigned to them.
+	Shared bool              `json:"shared,omitempty"`
+	Fields map[string]*Field `json:"fields"`
 }
 
 // Field describes one field of an entity type.

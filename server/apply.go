@@ -22,8 +22,10 @@ const OfficeDevice = "office"
 // applyOp decides one op inside tx and records its result there, so the
 // effect and the recorded result commit together. The returned error is
 // for storage failures only (the whole transaction then rolls back);
-// every verdict about the op itself is in the Result.
-func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool) (fieldsync.Result, error) {
+// every verdict about the op itself is in the Result. by says who sends
+// the op: its check (nil for the system and the office) may refuse it,
+// and a field worker's creations are assigned to its creator.
+func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool, by opAuthor) (fieldsync.Result, error) {
 	res := fieldsync.Result{OpID: op.ID}
 
 	if c, ok := tx.(opChecker); ok {
@@ -47,7 +49,7 @@ func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now tim
 			res.Message = fmt.Sprintf("waiting for this device's op number %d on the same record", op.PrevSeq)
 			return res, nil
 		}
-		return decideAndRecord(tx, sch, op, now, office, res)
+		return decideAndRecord(tx, sch, op, now, office, by, res)
 	}
 
 	// Exactly once: a known op id returns what was recorded, changing nothing.
@@ -80,7 +82,7 @@ func applyOp(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now tim
 			return res, nil
 		}
 	}
-	return decideAndRecord(tx, sch, op, now, office, res)
+	return decideAndRecord(tx, sch, op, now, office, by, res)
 }
 
 // opChecker is an optional StoreTx capability: the op-log checks of an
@@ -95,18 +97,26 @@ type opChecker interface {
 
 // decideAndRecord decides an op that passed the op-log checks and records
 // its result in tx.
-func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool, res fieldsync.Result) (fieldsync.Result, error) {
+func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool, by opAuthor, res fieldsync.Result) (fieldsync.Result, error) {
 	entry := fieldsync.OpEntry{Op: *op, ReceivedAt: now}
-	if err := sch.CheckOp(op, office); err != nil {
+	rec, exists, err := fieldsync.Record{}, false, sch.CheckOp(op, office)
+	if err == nil {
+		if rec, exists, err = tx.Record(op.EntityType, op.EntityID); err != nil {
+			return res, err
+		}
+		if by.check != nil {
+			if refused := by.check(sch, op, &rec, exists); refused != nil {
+				err = refused
+			}
+		}
+	}
+	if err != nil {
 		res.Status = fieldsync.StatusRejected
 		res.Code = fieldsync.ErrorCode(err)
 		res.Message = fieldsync.ErrorMessage(err)
 	} else {
-		rec, exists, err := tx.Record(op.EntityType, op.EntityID)
-		if err != nil {
-			return res, err
-		}
 		t, _ := sch.Type(op.EntityType)
+		before := assigneeOf(&rec)
 		var changed bool
 		if op.Kind == fieldsync.KindAttach {
 			if changed, err = decideAttach(tx, &rec, exists, op, now, &res); err != nil {
@@ -115,7 +125,11 @@ func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op,
 		} else {
 			changed = decide(&rec, exists, t, op, now, &res)
 		}
+		if changed && !exists {
+			assignCreator(&rec, t, by.creator)
+		}
 		if changed {
+			noteReassignment(&rec, before, now.UnixMilli())
 			if !exists && t.NumberPrefix != "" {
 				n, err := tx.NextNumber("number:"+op.EntityType, max(t.NumberStart, 1))
 				if err != nil {
@@ -317,7 +331,7 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 		}
 		var changedBy []string
 		for _, name := range sortedKeys(rec.Meta) {
-			if clash(rec.Meta[name], op) {
+			if !isFormerKey(name) && clash(rec.Meta[name], op) {
 				changedBy = append(changedBy, name)
 			}
 		}

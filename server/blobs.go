@@ -22,6 +22,7 @@ import (
 	xslog "golang.org/x/exp/slog"
 
 	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/auth"
 	"github.com/fieldsync/fieldsync/protocol"
 )
 
@@ -104,7 +105,12 @@ func (s *Server) initBlobs(cfg Config) error {
 	// The tus handler sees paths relative to PathFiles; every route goes
 	// through the same mux, and so through ServeHTTP, as the rest of /v1.
 	route := func(fn http.HandlerFunc) http.Handler {
-		return http.StripPrefix(files, tus.Middleware(fn))
+		inner := http.StripPrefix(files, tus.Middleware(fn))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, ok := s.guard(w, r, auth.ActionUpload); ok {
+				inner.ServeHTTP(w, r)
+			}
+		})
 	}
 	upload := func(fn http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -401,9 +407,17 @@ func sniff(path string) string {
 // handleBlob serves GET and HEAD PathBlobs{sha}: the verified bytes, with
 // ranges, the hash as a strong ETag, and the blob's content type.
 func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionDownload)
+	if !ok {
+		return
+	}
 	sha := r.PathValue("sha")
 	if !fieldsync.ValidSHA256(sha) {
 		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInvalidRequest, "name the blob by its SHA-256: 64 lower-case hex digits"))
+		return
+	}
+	if err := s.mayDownload(r.Context(), c, sha); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	blob, held, err := s.heldBlob(r.Context(), sha, "")

@@ -32,6 +32,9 @@ var knownCodes = map[fieldsync.Code]bool{
 	fieldsync.EAlreadyExists: true, fieldsync.ERecordMissing: true, fieldsync.ERecordDeleted: true,
 	fieldsync.ESeqReused: true, fieldsync.EWaitingForEarlier: true, fieldsync.EFieldConflict: true,
 	fieldsync.EAlreadySettled: true, fieldsync.ENoConflict: true,
+	fieldsync.ETokenMissing: true, fieldsync.ETokenInvalid: true, fieldsync.ETokenExpired: true,
+	fieldsync.ETokenRevoked: true, fieldsync.ELoginFailed: true, fieldsync.EEnrolmentInvalid: true,
+	fieldsync.EEnrolmentExpired: true, fieldsync.EForbidden: true, fieldsync.ERateLimited: true,
 }
 
 // env is a server on a real SQLite file, served over loopback.

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/auth"
 	"github.com/fieldsync/fieldsync/protocol"
 	"github.com/fieldsync/fieldsync/schema"
 )
@@ -41,6 +42,16 @@ type Config struct {
 	BlobDir string
 	// MaxAttachmentBytes caps one upload (default protocol.MaxAttachmentBytes).
 	MaxAttachmentBytes int64
+	// Org is the organisation whose data Store holds; a request's
+	// principal (auth.FromContext) must belong to it.
+	Org string
+	// RequireAuth refuses a request without a principal in its context
+	// (token_missing). The multi-organisation front (package tenant)
+	// always sets it. Left false, a request without a principal acts as
+	// the system, with every right: only for a handler that is not
+	// reachable from the network unauthenticated (package tests, the
+	// explicit no-auth development mode).
+	RequireAuth bool
 }
 
 // Server serves the /v1 sync API. It is safe for concurrent use.
@@ -53,6 +64,9 @@ type Server struct {
 	max      int64
 	mux      *http.ServeMux
 	blobs    *blobStore // nil without Config.BlobDir
+	org      string
+	// requireAuth: see Config.RequireAuth.
+	requireAuth bool
 
 	prefetchMu sync.Mutex
 	prefetched []*prefetchedPage // next pages of pulls under way, oldest first
@@ -63,7 +77,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: Config.Store is required")
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, max: cfg.MaxBodyBytes}
+	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, max: cfg.MaxBodyBytes, org: cfg.Org, requireAuth: cfg.RequireAuth}
 	sch, err := s.initialSchema(cfg.Schema)
 	if err != nil {
 		return nil, err
@@ -146,6 +160,17 @@ var statusOf = map[fieldsync.Code]int{
 	fieldsync.ECursorInvalid:      http.StatusConflict,
 	fieldsync.EUnavailable:        http.StatusServiceUnavailable,
 	fieldsync.EInternal:           http.StatusInternalServerError,
+	// The identity codes, as auth.HTTPStatus maps them.
+	fieldsync.EServerOwned:      http.StatusUnprocessableEntity,
+	fieldsync.ETokenMissing:     http.StatusUnauthorized,
+	fieldsync.ETokenInvalid:     http.StatusUnauthorized,
+	fieldsync.ETokenExpired:     http.StatusUnauthorized,
+	fieldsync.ETokenRevoked:     http.StatusUnauthorized,
+	fieldsync.ELoginFailed:      http.StatusUnauthorized,
+	fieldsync.EEnrolmentInvalid: http.StatusUnauthorized,
+	fieldsync.EEnrolmentExpired: http.StatusUnauthorized,
+	fieldsync.EForbidden:        http.StatusForbidden,
+	fieldsync.ERateLimited:      http.StatusTooManyRequests,
 }
 
 // HTTPStatus returns the HTTP status for an error code.
@@ -167,8 +192,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	body := protocol.ErrorBody{Error: protocol.ErrorDetail{Code: string(code), Message: msg, Retryable: code.Retryable()}}
 	w.Header().Set("Content-Type", "application/json")
-	if status == http.StatusServiceUnavailable {
+	switch {
+	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "2")
+	case status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "":
+		w.Header().Set("Retry-After", "1")
+	case code == fieldsync.ETokenMissing:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fieldsync"`)
+	case code == fieldsync.ETokenInvalid || code == fieldsync.ETokenExpired || code == fieldsync.ETokenRevoked:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fieldsync", error="invalid_token"`)
 	}
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(&body)
@@ -236,12 +268,20 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	if !s.requireVersion(w, r) {
 		return
 	}
+	c, ok := s.guard(w, r, auth.ActionPush)
+	if !ok {
+		return
+	}
 	req, ok := readDecoded(s, w, r, protocol.DecodePush)
 	if !ok {
 		return
 	}
 	if req.Device == OfficeDevice {
 		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInvalidRequest, "device id %q is reserved", OfficeDevice))
+		return
+	}
+	if err := s.decide(c, auth.Request{Action: auth.ActionPush, DeviceID: req.Device}); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	ops := make([]fieldsync.Op, len(req.Ops))
@@ -268,13 +308,26 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 // Apply decides a batch of ops in order, in one transaction, and returns
 // one result per op. A storage failure returns an error and nothing of
 // the batch is kept.
+//
+// The sender is the principal in ctx (auth.NewContext): each op is
+// decided by auth.Decide against the record as stored, inside the
+// transaction, and a refusal is that op's rejected result (nothing of it
+// applied; later ops go on); a field worker's new records are assigned
+// to them. Without a principal, Apply acts as the system unless
+// Config.RequireAuth is set (then it answers token_missing).
 func (s *Server) Apply(ctx context.Context, ops []fieldsync.Op) ([]fieldsync.Result, error) {
+	c, ok := auth.FromContext(ctx)
+	who := caller{p: c, system: !ok}
+	if !ok && s.requireAuth {
+		return nil, fieldsync.Errorf(fieldsync.ETokenMissing, "this request needs a token: send Authorization: Bearer <token>")
+	}
+	by := opAuthor{check: s.pushCheckFor(who), creator: creatorOf(who)}
 	results := make([]fieldsync.Result, len(ops))
 	now := s.now().UTC()
 	sch := s.schema.Load()
 	err := s.store.Update(ctx, func(tx fieldsync.StoreTx) error {
 		for i := range ops {
-			res, err := applyOp(tx, sch, &ops[i], now, false)
+			res, err := applyOp(tx, sch, &ops[i], now, false, by)
 			if err != nil {
 				return err
 			}
@@ -290,6 +343,10 @@ func (s *Server) Apply(ctx context.Context, ops []fieldsync.Op) ([]fieldsync.Res
 
 func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	if !s.requireVersion(w, r) {
+		return
+	}
+	c, ok := s.guard(w, r, auth.ActionPull)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -333,10 +390,15 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 			"the server is behind your cursor (%d > %d): it was restored from a backup; start again from the beginning", cur.Seq, maxSeq))
 		return
 	}
-	resp := protocol.ChangesResponse{Changes: make([]protocol.Record, len(recs))}
+	// The page is read whole and filtered for the caller: the cursor
+	// moves past every record read, seen or not.
+	resp := protocol.ChangesResponse{Changes: make([]protocol.Record, 0, len(recs))}
 	next := protocol.Cursor{Epoch: s.store.Epoch(), Seq: cur.Seq}
+	sch := s.schema.Load()
 	for i := range recs {
-		resp.Changes[i] = protocol.FromRecord(&recs[i])
+		if e, ok := feedEntry(c, sch, &recs[i]); ok {
+			resp.Changes = append(resp.Changes, e)
+		}
 		next.Seq = recs[i].Seq
 	}
 	if len(recs) > 0 {
@@ -422,8 +484,15 @@ func (s *Server) changes(ctx context.Context, after int64, limit int) ([]fieldsy
 }
 
 func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionReadRecord)
+	if !ok {
+		return
+	}
 	typ, id := r.PathValue("type"), r.PathValue("id")
 	rec, err := s.store.Record(r.Context(), typ, id)
+	if err == nil {
+		err = s.decide(c, recordRequest(s.schema.Load(), auth.ActionReadRecord, typ, &rec, true))
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -447,7 +516,22 @@ func entryWire(e *fieldsync.OpEntry) protocol.OpEntry {
 }
 
 func (s *Server) handleOp(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionReadOp)
+	if !ok {
+		return
+	}
 	e, err := s.store.OpEntry(r.Context(), r.PathValue("id"))
+	if err == nil && !c.system && !(c.p.DeviceID != "" && c.p.DeviceID == e.Op.DeviceID) {
+		// A device may read its own ops; any other op is decided on its
+		// record (a record that does not exist reaches only the office).
+		rec, rerr := s.store.Record(r.Context(), e.Op.EntityType, e.Op.EntityID)
+		exists := rerr == nil
+		if rerr != nil && fieldsync.ErrorCode(rerr) != fieldsync.ENotFound {
+			err = rerr
+		} else {
+			err = s.decide(c, recordRequest(s.schema.Load(), auth.ActionReadOp, e.Op.EntityType, &rec, exists))
+		}
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -481,6 +565,10 @@ func (s *Server) Settle(ctx context.Context, typ, id, field string, st fieldsync
 }
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionSettle)
+	if !ok {
+		return
+	}
 	req, ok := readDecoded(s, w, r, protocol.DecodeSettle)
 	if !ok {
 		return
@@ -491,6 +579,7 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.logOffice(c, "office settle", r, &res)
 	wire := protocol.FromResult(&res)
 	s.writeJSON(w, r, &wire)
 }
@@ -507,13 +596,17 @@ func (s *Server) office(ctx context.Context, kind fieldsync.OpKind, typ, id stri
 			ID: uuid.Must(uuid.NewV7()).String(), DeviceID: OfficeDevice, Seq: seq, EntityType: typ, EntityID: id,
 			Kind: kind, BaseVersion: base, Fields: fields, LocalTime: now,
 		}
-		res, err = applyOp(tx, s.schema.Load(), &op, now, true)
+		res, err = applyOp(tx, s.schema.Load(), &op, now, true, opAuthor{})
 		return err
 	})
 	return res, err
 }
 
 func (s *Server) handleOfficeCreate(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionOfficeCreate)
+	if !ok {
+		return
+	}
 	req, ok := readDecoded(s, w, r, protocol.DecodeEdit)
 	if !ok {
 		return
@@ -527,10 +620,15 @@ func (s *Server) handleOfficeCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.logOffice(c, "office create", r, &res, "id", id)
 	s.writeJSON(w, r, &protocol.Created{ID: id, Result: protocol.FromResult(&res)})
 }
 
 func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionOfficeEdit)
+	if !ok {
+		return
+	}
 	req, ok := readDecoded(s, w, r, protocol.DecodeEdit)
 	if !ok {
 		return
@@ -540,11 +638,15 @@ func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.logOffice(c, "office edit", r, &res)
 	wire := protocol.FromResult(&res)
 	s.writeJSON(w, r, &wire)
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.guard(w, r, auth.ActionInfo); !ok {
+		return
+	}
 	s.writeJSON(w, r, &protocol.Info{
 		Protocol: protocol.Version, MinProtocol: protocol.MinVersion,
 		Epoch: s.store.Epoch(), Types: s.schema.Load().TypeNames(),
@@ -620,11 +722,18 @@ func (s *Server) SetSchema(ctx context.Context, next *schema.Schema) error {
 }
 
 func (s *Server) handleGetSchema(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.guard(w, r, auth.ActionReadSchema); !ok {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(s.schema.Load().JSON())
 }
 
 func (s *Server) handlePutSchema(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.guard(w, r, auth.ActionWriteSchema)
+	if !ok {
+		return
+	}
 	data, err := s.readBody(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -638,6 +747,9 @@ func (s *Server) handlePutSchema(w http.ResponseWriter, r *http.Request) {
 	if err := s.SetSchema(r.Context(), next); err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if !c.system {
+		s.log.Info("schema changed by", "user", c.p.User)
 	}
 	s.handleGetSchema(w, r)
 }

@@ -8,13 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/client"
 )
 
-const agentUsage = `Usage: fieldsync agent --dir DIR --server URL [--status-addr 127.0.0.1:0] [--interval 30s]
+const agentUsage = `Usage: fieldsync agent --dir DIR [--server URL] [--tls-pin SHA256] [--status-addr 127.0.0.1:0] [--interval 30s]
 
 Run a headless field agent: it syncs the device directory with the server
 at once, after every change saved there (by this agent), at least every
@@ -23,16 +22,23 @@ reached. Each sync's outcome is logged on stderr. GET /status on the
 status address (this machine only) returns the device's status as JSON:
 the queue, the last sync, what needs attention. The device commands
 (create, update, status…) may run on the same --dir meanwhile.
+
+An enrolled device (fieldsync enroll) needs no --server: the agent syncs
+with the server it enrolled with, sending its token. When the server
+refuses the token (the office revoked the device), the agent logs why,
+keeps the queue and tries again only every --interval; a new enrolment
+(fieldsync enroll on the same --dir) is used at its next sync.
 `
 
 // runAgent runs `fieldsync agent`.
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("agent", agentUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	serverURL := cmd.String("server", envOr("FIELDSYNC_SERVER", ""), serverURLUsage)
 	statusAddr := cmd.String("status-addr", "127.0.0.1:0", "serve GET /status on this loopback `HOST:PORT` (port 0: a free one)")
 	interval := cmd.Duration("interval", 30*time.Second, "pull changes at least every `DURATION`")
 	level := cmd.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	tlsPin := tlsPinFlag(cmd)
 	pos, err := cmd.parse(args, stdout)
 	if err != nil {
 		return err
@@ -40,8 +46,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cmd.noArgs(pos); err != nil {
 		return err
 	}
-	if *serverURL == "" {
-		return cmd.usageError("name the server with --server URL or FIELDSYNC_SERVER")
+	url, err := serverOrEnrolled(cmd, *serverURL, *dir)
+	if err != nil {
+		return err
 	}
 	if *interval <= 0 {
 		return cmd.usageError("--interval must be more than 0")
@@ -54,13 +61,17 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	url := strings.TrimRight(*serverURL, "/")
-	eng, err := openDevice(ctx, *dir, true, client.Config{ServerURL: url, Logger: log, Interval: *interval})
+	eng, err := openDevice(ctx, *dir, true, client.Config{PIN: *pin, ServerURL: url, Logger: log, Interval: *interval,
+		TLS: client.TLSConfig{PinSHA256: tlsPin.value()}})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer eng.Close()
+	if url = eng.ServerURL(); url == "" {
+		ln.Close()
+		return noServerError(cmd)
+	}
 	statusURL := listenURL(ln) + "/status"
 	fmt.Fprintf(stdout, "fieldsync agent: device %s (%s) syncing with %s\n", eng.DeviceID(), *dir, url)
 	fmt.Fprintf(stdout, "status at %s\n", statusURL)

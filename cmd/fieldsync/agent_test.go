@@ -73,7 +73,18 @@ func TestDemo(t *testing.T) {
 		"list   --dir "+device, "--server "+srv, `--id WO-1001 --set status="completed on site"`, "--field comments",
 		"status --dir "+device, "office edit --server "+srv, "--base 1 --set status=closed", "office show --server "+srv,
 		"settle --dir "+device+` --id WO-1001 --field status --value "waiting for parts" --note "completed, but parts required"`,
-		"curl -s "+srv+"/v1/records/work_order/", "curl -s "+statusURL)
+		"login --server "+srv+" --org demo --user dora --password-file "+filepath.Join(dir, "passwords", "dora"),
+		`curl -s -H "Authorization: Bearer $(grep -o 'fsu_[A-Za-z0-9_-]*' `+filepath.Join(dir, "office-session.json")+`)" `+srv+"/v1/records/work_order/", "curl -s "+statusURL)
+	// The printed login gives the office its session; the tests read the
+	// server with it too.
+	t.Setenv("FIELDSYNC_SESSION", filepath.Join(dir, "office-session.json"))
+	contains(t, "the printed login", mustCLI(t, "login", "--server", srv, "--org", "demo", "--user", "dora",
+		"--password-file", filepath.Join(dir, "passwords", "dora")), "logged in", "dispatcher")
+	sess, ok, err := loadSession(filepath.Join(dir, "office-session.json"))
+	if err != nil || !ok {
+		t.Fatalf("session: %v %v", ok, err)
+	}
+	t.Setenv("FIELDSYNC_TOKEN", sess.Token)
 	if strings.Index(out, "office edit") > strings.Index(out, "settle --dir") {
 		t.Errorf("the demo prints the settle command before the conflict it settles:\n%s", out)
 	}

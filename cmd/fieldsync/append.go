@@ -25,7 +25,7 @@ Example:
 // runAppend runs `fieldsync append`.
 func runAppend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("append", appendUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	id := cmd.String("id", "", "the record: `ID`, number (WO-1001) or short id")
 	field := cmd.String("field", "", "the list field, e.g. comments")
@@ -45,7 +45,7 @@ func runAppend(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *value == "":
 		return cmd.usageError("give the item with --value")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ Examples:
 // runAttach runs `fieldsync attach`.
 func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("attach", attachUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	id := cmd.String("id", "", "the record: `ID`, number (WO-1001) or short id")
 	role := cmd.String("role", "", "photo, scan or signature (default photo; signature with --strokes)")
@@ -90,7 +90,7 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !fieldsync.ValidRole(in.Role) {
 		return cmd.usageError(fmt.Sprintf("--role %q: want photo, scan or signature", in.Role))
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -11,13 +11,17 @@ import (
 )
 
 const benchUsage = `Usage: fieldsync bench [--json] [--ops N] [--records N] [--saves N] [--dir DIR]
+                       [--growth-max N] [--plot FILE]
 
 Measure, in one run on this machine: the fsync floor (4 KiB append +
 fdatasync), the latency of one user action saved durably through the device
 engine, the push of a backlog of ops and the pull of records between a real
 device and a real server over loopback HTTP, the bytes on the wire per
 status update, the loopback round trip, and the peak memory of the process
-(server and device run in it). Progress goes to stderr. The results go to
+(server and device run in it). Then the catch-up of a day-offline backlog
+through emulated 3G and 2G links, and how push and pull times grow with the
+backlog, from 100 ops to --growth-max, drawn into --plot (default
+growth.png in DIR, or in the current directory without --dir). Progress goes to stderr. The results go to
 stdout: a table with each figure's floor, ratio and target, or with --json
 one JSON array of {"name","value","unit"} objects. BENCHMARKS.md explains
 each figure.
@@ -34,6 +38,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	records := cmd.Int("records", 10000, "`N` records pulled into a fresh device")
 	saves := cmd.Int("saves", 2000, "`N` local saves timed")
 	dir := cmd.String("dir", "", "working `DIR`, kept afterwards (default: a temporary directory, removed)")
+	growthMax := cmd.Int("growth-max", 100000, "largest backlog `N` of the growth run; 0 skips the catch-up and growth runs")
+	plotFile := cmd.String("plot", "", "PNG `FILE` of the growth run (default growth.png in the working directory DIR)")
 	pos, err := cmd.parse(args, stdout)
 	if err != nil {
 		return err
@@ -46,6 +52,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	work := *dir
+	if work == "" && *plotFile == "" {
+		*plotFile = "growth.png"
+	}
 	if work == "" {
 		tmp, err := os.MkdirTemp("", "fieldsync-bench-")
 		if err != nil {
@@ -60,6 +69,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	progress, endProgress := bench.ProgressLine(stderr)
 	metrics, err := bench.Run(ctx, bench.Config{
 		Dir: work, Ops: *ops, Records: *records, Saves: *saves, Progress: progress,
+		Catchup: extra(*growthMax, &bench.CatchupConfig{}), Growth: extra(*growthMax, &bench.GrowthConfig{Max: *growthMax, Plot: *plotFile}),
 	})
 	endProgress()
 	if err != nil {
@@ -70,5 +80,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		enc.SetIndent("", "  ")
 		return enc.Encode(metrics)
 	}
-	return bench.WriteTable(stdout, metrics)
+	if err := bench.WriteTable(stdout, metrics); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	return bench.WriteGrowth(stdout, metrics)
+}
+
+// extra returns c, or nil when growthMax is 0: the catch-up and growth
+// runs are skipped.
+func extra[T any](growthMax int, c *T) *T {
+	if growthMax <= 0 {
+		return nil
+	}
+	return c
 }

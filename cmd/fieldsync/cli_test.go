@@ -105,7 +105,7 @@ var listeningRE = regexp.MustCompile(`listening on (http://\S+)`)
 func startServer(t *testing.T) (string, *background) {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "server.db")
-	b := startCommand(t, "server", "--addr", "127.0.0.1:0", "--db", db, "--log-level", "warn")
+	b := startCommand(t, "server", "--no-auth", "--addr", "127.0.0.1:0", "--db", db, "--log-level", "warn")
 	return b.waitOutput(listeningRE)[1], b
 }
 
@@ -180,7 +180,14 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 func getJSON(t *testing.T, url string, v any) int {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := os.Getenv("FIELDSYNC_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok) // a server with authentication
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -208,7 +215,8 @@ func closedPort(t *testing.T) string {
 
 // clearEnv makes sure the environment does not answer for a flag.
 func clearEnv(t *testing.T) {
-	for _, k := range []string{"FIELDSYNC_DIR", "FIELDSYNC_SERVER", "FIELDSYNC_ADDR", "FIELDSYNC_DB"} {
+	for _, k := range []string{"FIELDSYNC_DIR", "FIELDSYNC_SERVER", "FIELDSYNC_ADDR", "FIELDSYNC_DB",
+		"FIELDSYNC_DATA", "FIELDSYNC_TOKEN", "FIELDSYNC_TLS_PIN", "FIELDSYNC_ORG"} {
 		t.Setenv(k, "")
 	}
 }

@@ -27,7 +27,7 @@ Example:
 // runCreate runs `fieldsync create`.
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("create", createUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	var set setFlags
 	cmd.Var(&set, "set", "a field `NAME=VALUE`; repeat for each field")
@@ -41,7 +41,7 @@ func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(set.names) == 0 {
 		return cmd.usageError("name the new record's fields with --set name=value")
 	}
-	eng, err := openDevice(ctx, *dir, true, client.Config{})
+	eng, err := openDevice(ctx, *dir, true, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ Example:
 // runDelete runs `fieldsync delete`.
 func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("delete", deleteUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	id := cmd.String("id", "", "the record: `ID`, number (WO-1001) or short id")
 	pos, err := cmd.parse(args, stdout)
@@ -35,7 +35,7 @@ func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *id == "" {
 		return cmd.usageError("name the record with --id")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -13,16 +13,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/client"
 	"github.com/fieldsync/fieldsync/server"
-	"github.com/fieldsync/fieldsync/store/sqlite"
+	"github.com/fieldsync/fieldsync/tenant"
 )
 
 const demoUsage = `Usage: fieldsync demo [--addr 127.0.0.1:8080] [--dir ./fieldsync-demo]
 
-Run the whole system on this machine: a sync server on an embedded SQLite
-database (DIR/server.db), five sample work orders (made the first time),
-and one field agent syncing the device directory DIR/device. Prints the
+Run the whole system on this machine: a sync server with its data in
+DIR/data (organisation "demo" with an admin "adam", a dispatcher "dora"
+and a field worker "ana"; the passwords are in DIR/passwords/), five
+sample work orders assigned to ana (made the first time), and one field
+agent, enrolled as ana's device, syncing the device directory DIR/device. Prints the
 server's URL, the agent's status URL, and commands to try in another
 terminal: change a status on the device, add a comment, make the office
 set the same status (a conflict), settle it with a note, look at the
@@ -70,14 +73,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "%v\nusing a free port instead: %s\n\n", err, ln2.Addr())
 		ln = ln2
 	}
-	dbPath := filepath.Join(*dir, "server.db")
-	st, err := sqlite.Open(ctx, dbPath)
+	dataDir := filepath.Join(*dir, "data")
+	front, err := tenant.Open(ctx, tenant.Config{Dir: dataDir, Logger: log.With("part", "server")})
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("demo: open the server's database: %w", err)
+		return fmt.Errorf("demo: %w", err)
 	}
-	defer st.Close()
-	srv, err := server.New(server.Config{Store: st, Logger: log.With("part", "server"), BlobDir: filepath.Join(*dir, "blobs")})
+	defer front.Close()
+	creds, err := demoIdentities(ctx, front, *dir)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("demo: users: %w", err)
+	}
+	srv, st, err := front.Org(demoOrg)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("demo: %w", err)
@@ -108,12 +116,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- serve(ctx, ln, srv, log) }()
+	go func() { errc <- serve(ctx, ln, front, log) }()
+	if err := demoEnrol(ctx, front, eng, serverURL); err != nil {
+		statusLn.Close()
+		cancel()
+		<-errc
+		return fmt.Errorf("demo: enrol the device: %w", err)
+	}
 	go func() { errc <- runAgentLoops(ctx, eng, statusLn, log) }()
 
 	printDemo(stdout, demoInfo{
 		serverURL: serverURL, statusURL: listenURL(statusLn) + "/status", dir: *dir, deviceDir: deviceDir,
-		dbPath: dbPath, sample: sample, seeded: seeded, deviceID: eng.DeviceID(),
+		dbPath: tenant.OrgPath(dataDir, demoOrg), sample: sample, seeded: seeded, deviceID: eng.DeviceID(), creds: creds,
 	})
 
 	var first error
@@ -137,7 +151,7 @@ type demoRecord struct {
 
 // seedDemo makes the sample work orders through the office API when the
 // store is new, and returns the one the printed commands use.
-func seedDemo(ctx context.Context, st *sqlite.Store, srv *server.Server) (demoRecord, int, error) {
+func seedDemo(ctx context.Context, st fieldsync.Store, srv *server.Server) (demoRecord, int, error) {
 	recs, _, err := st.Changes(ctx, 0, 1000)
 	if err != nil {
 		return demoRecord{}, 0, err
@@ -161,9 +175,9 @@ func seedDemo(ctx context.Context, st *sqlite.Store, srv *server.Server) (demoRe
 	}
 	var first demoRecord
 	for i, wo := range sampleWorkOrders() {
-		// Every sample starts assigned to the demo's technician.
+		// Every sample starts assigned to the demo's field worker.
 		wo["status"] = "assigned"
-		wo["assignee"] = "Alex Moreau"
+		wo["assignee"] = demoWorker
 		fields := map[string]json.RawMessage{}
 		for k, v := range wo {
 			fields[k], _ = json.Marshal(v)
@@ -224,6 +238,7 @@ type demoInfo struct {
 	sample               demoRecord
 	seeded               int
 	deviceID             string
+	creds                demoCredentials
 }
 
 func printDemo(w io.Writer, d demoInfo) {
@@ -240,12 +255,22 @@ func printDemo(w io.Writer, d demoInfo) {
 	} else {
 		fmt.Fprintf(w, "fieldsync demo: continuing with the data in %s\n", d.dir)
 	}
+	pw := shellQuote(d.creds.passwordDir)
 	fmt.Fprintf(w, `
   server        %s
-  field agent   %s   (device %s, data in %s)
+  field agent   %s   (device %s of %s, data in %s)
+  organisation  %s (data in %s): %s (admin) and %s (dispatcher), passwords in %s; %s (field worker)
 
-Try, in another terminal (the device commands work with no network too):
+First, in another terminal, log in as the dispatcher for the office commands:
 
+  export FIELDSYNC_SESSION=%s
+  %s login --server %s --org %s --user %s --password-file %s
+
+Then try (the device commands work with no network too):
+`, srv, d.statusURL, shortID(d.deviceID), demoWorker, d.deviceDir,
+		demoOrg, shellQuote(filepath.Dir(filepath.Dir(d.dbPath))), demoAdmin, demoDispatcher, pw, demoWorker,
+		shellQuote(d.creds.sessionFile), prog, srv, demoOrg, demoDispatcher, shellQuote(filepath.Join(d.creds.passwordDir, demoDispatcher)))
+	fmt.Fprintf(w, `
   # the field worker's device
   %[5]s list   --dir %[6]s
   %[5]s update --dir %[6]s --id %[7]s --set status="completed on site"
@@ -270,12 +295,12 @@ Try, in another terminal (the device commands work with no network too):
   %[5]s ops    --dir %[6]s
   %[5]s op     --dir %[6]s OPID
 
-  # the raw API and the agent's status
-  curl -s %[8]s/v1/records/work_order/%[9]s
+  # the raw API with the dispatcher's session token, and the agent's status
+  curl -s -H "Authorization: Bearer $(grep -o 'fsu_[A-Za-z0-9_-]*' %[10]s)" %[8]s/v1/records/work_order/%[9]s
   curl -s %[2]s
 
 Ctrl-C stops the demo.
-`, srv, d.statusURL, shortID(d.deviceID), d.deviceDir, prog, dev, num, srv, id)
+`, srv, d.statusURL, shortID(d.deviceID), d.deviceDir, prog, dev, num, srv, id, shellQuote(d.creds.sessionFile))
 }
 
 // progName is how the printed commands call this program: the go run

@@ -28,6 +28,11 @@ func dirFlag(c *command) *string {
 	return c.String("dir", envOr("FIELDSYNC_DIR", defaultDeviceDir), dirUsage)
 }
 
+// pinFlag is the PIN that unlocks an encrypted device (see fieldsync pin).
+func pinFlag(c *command) *string {
+	return c.String("pin", "", "the device's `PIN`, when its data is encrypted; a new device given one starts encrypted (env FIELDSYNC_PIN)")
+}
+
 func typeFlag(c *command) *string {
 	return c.String("type", defaultType, "the entity type `TYPE`")
 }
@@ -46,6 +51,9 @@ func openDevice(ctx context.Context, dir string, create bool, cfg client.Config)
 		}
 	}
 	cfg.Dir = dir
+	if cfg.PIN == "" {
+		cfg.PIN = os.Getenv("FIELDSYNC_PIN")
+	}
 	eng, err := client.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("device %s: %w", dir, err)
@@ -122,13 +130,15 @@ type viewJSON struct {
 	Fields       map[string]json.RawMessage `json:"fields"`
 	Conflicts    []fieldsync.Conflict       `json:"conflicts,omitempty"` // open, not settled on this device
 	Settled      []fieldsync.Conflict       `json:"settled,omitempty"`   // settled on the server
+	// Attachments with their state: on_device, uploading, ready, failed.
+	Attachments []fieldsync.Attachment `json:"attachments,omitempty"`
 }
 
 func toViewJSON(v client.View) viewJSON {
 	return viewJSON{
 		Type: v.Type, ID: v.ID, Number: v.Number, Version: v.Version, State: v.State, Pending: v.Pending,
 		OnlyOnDevice: v.OnlyOnDevice, Deleted: v.Deleted, Review: v.Review, Fields: v.Fields,
-		Conflicts: v.Conflicts, Settled: v.Settled,
+		Conflicts: v.Conflicts, Settled: v.Settled, Attachments: v.Attachments,
 	}
 }
 

@@ -357,7 +357,7 @@ func TestServerPortTaken(t *testing.T) {
 	clearEnv(t)
 	srv, b := startServer(t)
 	addr := strings.TrimPrefix(srv, "http://")
-	msg := cliErr(t, "server", "--addr", addr, "--db", t.TempDir()+"/other.db")
+	msg := cliErr(t, "server", "--no-auth", "--addr", addr, "--db", t.TempDir()+"/other.db")
 	contains(t, "server on a taken port", msg, addr, "already in use", "--addr")
 	if err := b.stop(); err != nil {
 		t.Fatalf("server stopped with %v", err)
@@ -378,7 +378,7 @@ func TestServerSchema(t *testing.T) {
 	schemaFile := filepath.Join(tmp, "visits.json")
 	os.WriteFile(schemaFile, []byte(`{"version": 1, "types": {"visit": {"number_prefix": "V-", "number_start": 1,
 		"fields": {"patient": {"type": "string", "required": true}, "pulse": {"type": "int"}}}}}`), 0o600)
-	b := startCommand(t, "server", "--addr", "127.0.0.1:0", "--db", filepath.Join(tmp, "s.db"), "--schema", schemaFile)
+	b := startCommand(t, "server", "--no-auth", "--addr", "127.0.0.1:0", "--db", filepath.Join(tmp, "s.db"), "--schema", schemaFile)
 	srv := b.waitOutput(listeningRE)[1]
 	dir := t.TempDir()
 	mustCLI(t, "create", "--dir", dir, "--type", "visit", "--set", "patient=Ada", "--set", "pulse=72")
@@ -390,6 +390,6 @@ func TestServerSchema(t *testing.T) {
 
 	broken := filepath.Join(tmp, "broken.json")
 	os.WriteFile(broken, []byte(`{"version": 1, "types": {}}`), 0o600)
-	msg := cliErr(t, "server", "--addr", "127.0.0.1:0", "--db", filepath.Join(tmp, "t.db"), "--schema", broken)
+	msg := cliErr(t, "server", "--no-auth", "--addr", "127.0.0.1:0", "--db", filepath.Join(tmp, "t.db"), "--schema", broken)
 	contains(t, "server with a broken schema", msg, broken, "no types")
 }

@@ -19,7 +19,7 @@ change for good, it asks for --yes.
 // runDiscard runs `fieldsync discard`.
 func runDiscard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("discard", discardUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	yes := cmd.Bool("yes", false, "confirm: drop the op for good")
 	pos, err := cmd.parse(args, stdout)
 	if err != nil {
@@ -28,7 +28,7 @@ func runDiscard(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) != 1 {
 		return cmd.usageError("name one op id")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ works as --id in the other commands.
 // runList runs `fieldsync list`.
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("list", listUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	asJSON := cmd.Bool("json", false, "print JSON")
 	pos, err := cmd.parse(args, stdout)
@@ -30,7 +30,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := cmd.noArgs(pos); err != nil {
 		return err
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -63,13 +63,18 @@ func commands() []subcommand {
 		{"discard", "give up an op the server rejected", runDiscard, groupDevice},
 		{"settle", "settle a conflict: keep the server's value, take the device's, or a new one", runSettle, groupDevice},
 		{"status", "what is queued, the last sync, what needs attention", runStatus, groupDevice},
+		{"pin", "change the PIN that unlocks the device's encrypted data", runPin, groupDevice},
 
+		{"enroll", "enrol this device with the server, with a one-time code from the office", runEnroll, groupSync},
 		{"sync", "send the device's queue to the server and pull its changes, once", runSync, groupSync},
 
+		{"login", "log in to the server as a dispatcher or admin, for fieldsync office", runLogin, groupOffice},
 		{"office", "the dispatcher over HTTP: office create | edit | settle | show", runOffice, groupOffice},
 		{"admin", "organisations, users, devices, enrolment codes: admin init | user | device | enrol-code", runAdmin, groupOffice},
 
+		{"selftest", "check a running server against the pre-launch checklist", runSelftest, groupOther},
 		{"bench", "measure durability and sync throughput on this machine", runBench, groupOther},
+		{"chaos", "run fault drills (kills, outages, full disk, wrong clocks) and check nothing is lost", runChaos, groupOther},
 		{"version", "print the version", runVersion, groupOther},
 		{"help", "list the commands, or show one command's help", runHelp, groupOther},
 	}
@@ -87,6 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		name = "help"
 	case "-version", "--version":
 		name = "version"
+	}
+	if name == chaosWorkerCommand {
+		// Hidden: the processes that chaos scenarios start and kill.
+		return runChaosWorker(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == name {

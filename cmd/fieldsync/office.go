@@ -105,26 +105,39 @@ field's policy), conflict (with both values) or rejected (with why).
 
 // officeClient talks to the server's /v1 API as the office.
 type officeClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string // bearer token; empty: none (a server run with --no-auth)
+	http  *http.Client
 }
 
 func officeFlags(c *command) (server *string, typ *string, timeout *time.Duration) {
 	server = c.String("server", envOr("FIELDSYNC_SERVER", ""), serverURLUsage)
 	typ = typeFlag(c)
 	timeout = c.Duration("timeout", 30*time.Second, "give up on the request after `DURATION`")
+	c.String("token", envOr("FIELDSYNC_TOKEN", ""), "the bearer `TOKEN` (env FIELDSYNC_TOKEN; default: the session of fieldsync login)")
+	c.String("session", defaultSessionPath(), "the session `FILE` of fieldsync login")
+	c.String("tls-pin", envOr("FIELDSYNC_TLS_PIN", ""), "accept only the server certificate with this SHA-256 `FINGERPRINT` (env FIELDSYNC_TLS_PIN)")
 	return
 }
 
+// newOfficeClient makes the office's client from the flags of
+// officeFlags. The token is --token, else the session kept by fieldsync
+// login for the same server.
 func newOfficeClient(c *command, server string, timeout time.Duration) (*officeClient, error) {
-	if server == "" {
-		return nil, c.usageError("name the server with --server URL or FIELDSYNC_SERVER")
+	token, pin := c.Lookup("token").Value.String(), c.Lookup("tls-pin").Value.String()
+	if token == "" {
+		s, ok, err := loadSession(c.Lookup("session").Value.String())
+		if err != nil {
+			return nil, err
+		}
+		if ok && s.Server == strings.TrimRight(server, "/") {
+			token = s.Token
+			if pin == "" {
+				pin = s.TLSPin
+			}
+		}
 	}
-	u := strings.TrimRight(server, "/")
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		return nil, c.usageError(fmt.Sprintf("server URL %q: want http://host:port or https://…", server))
-	}
-	return &officeClient{base: u, http: &http.Client{Timeout: timeout}}, nil
+	return newOfficeHTTP(c, server, token, pin, timeout)
 }
 
 // do sends a request and decodes a 200 answer into out; any other answer
@@ -146,6 +159,9 @@ func (o *officeClient) do(ctx context.Context, method, path string, body, out an
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set(protocol.VersionHeader, strconv.Itoa(protocol.Version))
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
+	}
 	resp, err := o.http.Do(req)
 	if err != nil {
 		var ue *url.Error

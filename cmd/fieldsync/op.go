@@ -26,7 +26,7 @@ that create, update, settle and ops print.
 // runOp runs `fieldsync op`.
 func runOp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("op", opUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	asJSON := cmd.Bool("json", false, "print JSON")
 	pos, err := cmd.parse(args, stdout)
 	if err != nil {
@@ -35,7 +35,7 @@ func runOp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return cmd.usageError("name one op id")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ and the server's last word on it. fieldsync op OPID shows one op's trail.
 // runOps runs `fieldsync ops`.
 func runOps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("ops", opsUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	status := cmd.String("status", "", "only ops in `STATUS`: queued, sending, delivered, conflict, error, discarded")
 	limit := cmd.Int("limit", 1000, "list at most `N` ops")
 	asJSON := cmd.Bool("json", false, "print JSON")
@@ -42,7 +42,7 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *limit < 1 {
 		return cmd.usageError("--limit must be 1 or more")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

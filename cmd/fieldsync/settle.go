@@ -37,7 +37,7 @@ Example:
 // runSettle runs `fieldsync settle`.
 func runSettle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("settle", settleUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	id := cmd.String("id", "", "the record: `ID`, number (WO-1001) or short id")
 	field := cmd.String("field", "", "the `FIELD` in conflict, e.g. status")
@@ -58,7 +58,7 @@ func runSettle(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := choice.check(cmd); err != nil {
 		return err
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

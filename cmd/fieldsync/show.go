@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/client"
 )
 
@@ -26,7 +27,7 @@ Example:
 // runShow runs `fieldsync show`.
 func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("show", showUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	id := cmd.String("id", "", "the record: `ID`, number (WO-1001) or short id")
 	asJSON := cmd.Bool("json", false, "print JSON")
@@ -43,7 +44,7 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *id == "" {
 		return cmd.usageError("name the record with --id")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}
@@ -77,6 +78,7 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintln(stdout, "fields:")
 	printFields(stdout, v.Fields, v.Review)
+	printAttachments(stdout, v.Attachments)
 	pending, err := pendingSettles(ctx, eng, v)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
@@ -107,4 +109,36 @@ func printDeviceConflicts(w io.Writer, v client.View, pending []client.OpInfo, s
 	for _, c := range v.Settled {
 		printSettled(w, "  ", c, self)
 	}
+}
+
+// printAttachments lists a record's attachments with their state: only on
+// this device, uploading to the server, or ready there.
+func printAttachments(w io.Writer, atts []fieldsync.Attachment) {
+	if len(atts) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "attachments:")
+	for _, a := range atts {
+		name := a.Name
+		if name == "" {
+			name = a.ID
+		}
+		fmt.Fprintf(w, "  %-9s %-28s %9s  %s  sha256 %s…\n", a.Role, name, client.FormatBytes(a.Size), attachmentState(a.Status), a.SHA256[:min(12, len(a.SHA256))])
+	}
+}
+
+func attachmentState(s string) string {
+	switch s {
+	case client.AttachmentOnDevice:
+		return "only on this device"
+	case fieldsync.AttachmentUploading:
+		return "uploading"
+	case fieldsync.AttachmentReady:
+		return "on the server"
+	case client.AttachmentFailed:
+		return "failed: see fieldsync status"
+	case client.AttachmentRejected:
+		return "refused by the server"
+	}
+	return s
 }

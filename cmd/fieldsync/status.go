@@ -184,7 +184,7 @@ func needsAttention(ctx context.Context, eng *client.Engine, st client.Status, r
 // runStatus runs `fieldsync status`.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("status", statusUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	asJSON := cmd.Bool("json", false, "print JSON")
 	pos, err := cmd.parse(args, stdout)
@@ -194,7 +194,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cmd.noArgs(pos); err != nil {
 		return err
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,17 @@ import (
 	"github.com/fieldsync/fieldsync/client"
 )
 
-const syncUsage = `Usage: fieldsync sync [--dir DIR] --server URL
+const syncUsage = `Usage: fieldsync sync [--dir DIR] [--server URL] [--tls-pin SHA256]
 
 Sync once: send every queued op to the server (in batches, each op
 acknowledged on its own), then pull every change since the last sync.
 Shows progress on stderr and a summary at the end. When the server cannot
 be reached, nothing is lost: the ops stay saved on the device, in the
-queue, and the next sync sends them.
+queue, and the next sync sends them. An enrolled device (fieldsync
+enroll) sends its token with every request and needs no --server: it
+syncs with the server it enrolled with, checking the certificate it
+pinned then. When the office has revoked the device, sync says so and
+keeps the queue: enrol again with a new code to deliver it.
 
 Example:
   fieldsync sync --server http://127.0.0.1:8080
@@ -29,10 +33,11 @@ Example:
 // runSync runs `fieldsync sync`.
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("sync", syncUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	serverURL := cmd.String("server", envOr("FIELDSYNC_SERVER", ""), serverURLUsage)
 	batch := cmd.Int("batch", 0, "ops per push request (0: the engine's default, 500)")
 	timeout := cmd.Duration("timeout", 60*time.Second, "give up on one request after `DURATION`")
+	tlsPin := tlsPinFlag(cmd)
 	pos, err := cmd.parse(args, stdout)
 	if err != nil {
 		return err
@@ -40,21 +45,22 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := cmd.noArgs(pos); err != nil {
 		return err
 	}
-	if *serverURL == "" {
-		return cmd.usageError("name the server with --server URL or FIELDSYNC_SERVER")
-	}
-	url := strings.TrimRight(*serverURL, "/")
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return cmd.usageError(fmt.Sprintf("server URL %q: want http://host:port or https://…", *serverURL))
+	url, err := serverOrEnrolled(cmd, *serverURL, *dir)
+	if err != nil {
+		return err
 	}
 	prog := newSyncProgress(stderr)
 	eng, err := openDevice(ctx, *dir, false, client.Config{
-		ServerURL: url, BatchSize: *batch, RequestTimeout: *timeout, Progress: prog.report,
+		PIN: *pin, ServerURL: url, BatchSize: *batch, RequestTimeout: *timeout, Progress: prog.report,
+		TLS: client.TLSConfig{PinSHA256: tlsPin.value()},
 	})
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	if url = eng.ServerURL(); url == "" {
+		return noServerError(cmd)
+	}
 	rep, syncErr := eng.Sync(ctx)
 	prog.done()
 	st, err := eng.Status(context.WithoutCancel(ctx))
@@ -67,6 +73,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				plural(st.Pending(), "op is", "ops are"))
 		}
 		msg := fieldsync.ErrorMessage(syncErr)
+		if client.IsAuthRefusal(syncErr) {
+			return fmt.Errorf("sync: the server at %s refused this device: %s.\n%s", url, msg, authHint(*dir, st.Pending()))
+		}
 		if fieldsync.ErrorCode(syncErr) == fieldsync.EInternal {
 			msg = syncErr.Error()
 		}

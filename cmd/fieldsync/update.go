@@ -30,7 +30,7 @@ Example:
 // runUpdate runs `fieldsync update`.
 func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("update", updateUsage)
-	dir := dirFlag(cmd)
+	dir, pin := dirFlag(cmd), pinFlag(cmd)
 	typ := typeFlag(cmd)
 	id := cmd.String("id", "", "the record: `ID`, number (WO-1001) or short id")
 	var set setFlags
@@ -48,7 +48,7 @@ func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(set.names) == 0 {
 		return cmd.usageError("name the fields to change with --set name=value")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{})
+	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,11 @@ type Config struct {
 	// Progress, when set, is told what the run is doing and how far it is:
 	// done of total items of the named stage.
 	Progress func(stage string, done, total int)
+	// Catchup and Growth, when set, add the catch-up through emulated 3G
+	// and 2G links (catchup.go) and the backlog growth (growth.go); nil:
+	// not measured.
+	Catchup *CatchupConfig
+	Growth  *GrowthConfig
 }
 
 func (c *Config) defaults() error {
@@ -162,6 +167,9 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	add(PhotoBytesEach, photos.each, "bytes")
 	add(PhotoLinkCuts, float64(photos.cuts), "cuts")
 
+	if err := runExtra(ctx, &cfg, add); err != nil {
+		return nil, err
+	}
 	rss, err := peakRSS()
 	if err != nil {
 		return nil, fmt.Errorf("peak memory: %w", err)

@@ -22,9 +22,9 @@ import (
 
 // The names of the attachment metrics.
 const (
-	PhotoPrepareMS     = "photo_prepare_ms"     // decode, resize, encode and thumbnail of a 12 MP JPEG
-	PhotoGoodputRatio  = "photo_goodput_ratio"  // photo bytes delivered per second over the link's capacity
-	PhotoWastedRatio   = "photo_wasted_ratio"   // bytes sent beyond the photos' own size, over that size
+	PhotoPrepareMS     = "photo_prepare_ms"    // decode, resize, encode and thumbnail of a 12 MP JPEG
+	PhotoGoodputRatio  = "photo_goodput_ratio" // photo bytes delivered per second over the link's capacity
+	PhotoWastedRatio   = "photo_wasted_ratio"  // bytes sent beyond the photos' own size, over that size
 	PhotoLinkBytesPerS = "photo_link_bytes_per_s"
 	PhotoGoodputBPS    = "photo_goodput_bytes_per_s"
 	PhotoBytesEach     = "photo_bytes_each"
@@ -152,7 +152,9 @@ func photoUpload(ctx context.Context, cfg *Config) (photoResult, error) {
 	}()
 	start := time.Now()
 	err = syncThrough(ctx, eng, func(rep client.Report) {
-		cfg.Progress("photos: uploading through a link cut every "+cfg.CutEvery.String(), cfg.Photos-rep.UploadsLeft, cfg.Photos)
+		if done := cfg.Photos - rep.UploadsLeft; done > 0 {
+			cfg.Progress("photos: uploading through a link cut every "+cfg.CutEvery.String(), done, cfg.Photos)
+		}
 	})
 	elapsed := time.Since(start)
 	stopCuts()

@@ -38,6 +38,18 @@ var Targets = []Target{
 	{Metric: PhotoLinkBytesPerS},
 	{Metric: PhotoBytesEach},
 	{Metric: PhotoLinkCuts},
+	{Metric: Catchup3GRatio, Min: 0.8},
+	{Metric: Catchup3GOpRatio},
+	{Metric: Catchup3GBlobRatio},
+	{Metric: Catchup3GSeconds},
+	{Metric: Catchup2GRatio, Min: 0.7},
+	{Metric: Catchup2GOpRatio},
+	{Metric: Catchup2GBlobRatio},
+	{Metric: Catchup2GSeconds},
+	{Metric: Catchup2GStalls},
+	{Metric: CatchupOpJSONBytes},
+	{Metric: WireBytesPerOpRatio, Max: 1, Strict: true},
+	{Metric: GrowthPerOpRatio},
 	{Metric: RSSPeakMB, Max: 100, Strict: true},
 }
 

@@ -57,7 +57,11 @@ var ErrChecksum = errors.New("the server found that the uploaded bytes do not ma
 type StatusError struct {
 	Method string
 	Status int
-	Body   string // the start of the answer's body, for the log
+	Body   string      // the start of the answer's body, for the log
+	Header http.Header // the answer's headers (nil when not known)
+	// RetryAfter is the wait the server asked for in Retry-After, read
+	// when the answer came; zero when it named none.
+	RetryAfter time.Duration
 }
 
 // Error implements error.
@@ -115,6 +119,11 @@ type Upload struct {
 	Data io.ReaderAt
 	// Metadata is sent at creation in Upload-Metadata.
 	Metadata map[string]string
+	// Header is added to every request of this upload to the
+	// Endpoint's origin (scheme, host and port), after the Client's:
+	// e.g. its credentials, which may change between uploads, and which
+	// never follow a Location to another origin.
+	Header http.Header
 	// Exists, when set, asks whether the server already holds the bytes;
 	// it is called before an upload is created and when a resumed upload
 	// turns out complete. True ends the upload with nothing sent.
@@ -207,7 +216,7 @@ func (s *uploadState) run(ctx context.Context) error {
 			}
 		}
 		if !known {
-			off, err := s.c.head(ctx, s.res.URL, s.u.Size)
+			off, err := s.c.head(ctx, s.res.URL, s.u.Size, s.u.headerFor(s.res.URL))
 			if errors.Is(err, errGone) {
 				s.res.URL = ""
 				continue
@@ -248,7 +257,7 @@ func (s *uploadState) run(ctx context.Context) error {
 		}
 		n := s.c.nextChunk(s.u.Size - s.offset)
 		start := time.Now()
-		off, sent, err := s.c.patch(ctx, s.res.URL, s.u.Data, s.offset, n)
+		off, sent, err := s.c.patch(ctx, s.res.URL, s.u.Data, s.offset, n, s.u.headerFor(s.res.URL))
 		s.res.Sent += sent
 		s.res.Chunks++
 		switch {
@@ -285,6 +294,20 @@ func (s *uploadState) run(ctx context.Context) error {
 	}
 }
 
+// headerFor is the upload's own header for a request to target: nil
+// unless target has the Endpoint's origin.
+func (u *Upload) headerFor(target string) http.Header {
+	if len(u.Header) == 0 {
+		return nil
+	}
+	e, err1 := url.Parse(u.Endpoint)
+	t, err2 := url.Parse(target)
+	if err1 != nil || err2 != nil || !strings.EqualFold(e.Scheme, t.Scheme) || !strings.EqualFold(e.Host, t.Host) {
+		return nil
+	}
+	return u.Header
+}
+
 // failed counts a failure and reports whether to go on after a pause.
 func (s *uploadState) failed(ctx context.Context, err error) bool {
 	if !retryable(err) {
@@ -295,6 +318,12 @@ func (s *uploadState) failed(ctx context.Context, err error) bool {
 		return false
 	}
 	wait := cmp.Or(s.c.RetryWait, 200*time.Millisecond) << (s.failures - 1)
+	var se *StatusError
+	if errors.As(err, &se) && se.RetryAfter > wait {
+		// The server asked for a longer wait than a pause: the caller
+		// waits, not the upload.
+		return false
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
@@ -339,12 +368,15 @@ func (c *Client) httpClient() *http.Client {
 	return http.DefaultClient
 }
 
-func (c *Client) request(ctx context.Context, method, target string, body io.Reader) (*http.Request, error) {
+func (c *Client) request(ctx context.Context, method, target string, body io.Reader, extra http.Header) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return nil, err
 	}
 	for k, vs := range c.Header {
+		req.Header[k] = slices.Clone(vs)
+	}
+	for k, vs := range extra {
 		req.Header[k] = slices.Clone(vs)
 	}
 	req.Header.Set("Tus-Resumable", Version)
@@ -363,7 +395,7 @@ func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFu
 func (c *Client) create(ctx context.Context, u *Upload) (string, error) {
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
-	req, err := c.request(ctx, http.MethodPost, u.Endpoint, nil)
+	req, err := c.request(ctx, http.MethodPost, u.Endpoint, nil, u.Header)
 	if err != nil {
 		return "", err
 	}
@@ -394,10 +426,10 @@ func (c *Client) create(ctx context.Context, u *Upload) (string, error) {
 }
 
 // head asks the server's offset of the upload at target.
-func (c *Client) head(ctx context.Context, target string, size int64) (int64, error) {
+func (c *Client) head(ctx context.Context, target string, size int64, extra http.Header) (int64, error) {
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
-	req, err := c.request(ctx, http.MethodHead, target, nil)
+	req, err := c.request(ctx, http.MethodHead, target, nil, extra)
 	if err != nil {
 		return 0, err
 	}
@@ -430,11 +462,11 @@ func (c *Client) head(ctx context.Context, target string, size int64) (int64, er
 
 // patch sends n bytes of data from offset and returns the server's new
 // offset and how many body bytes went to the network.
-func (c *Client) patch(ctx context.Context, target string, data io.ReaderAt, offset, n int64) (int64, int64, error) {
+func (c *Client) patch(ctx context.Context, target string, data io.ReaderAt, offset, n int64, extra http.Header) (int64, int64, error) {
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
 	body := &countingReader{r: io.NewSectionReader(data, offset, n)}
-	req, err := c.request(ctx, http.MethodPatch, target, body)
+	req, err := c.request(ctx, http.MethodPatch, target, body, extra)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -496,7 +528,42 @@ func drain(resp *http.Response) {
 
 func statusError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return &StatusError{Method: resp.Request.Method, Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
+	wait, _ := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return &StatusError{Method: resp.Request.Method, Status: resp.StatusCode, Body: strings.TrimSpace(string(data)),
+		Header: resp.Header.Clone(), RetryAfter: wait}
+}
+
+// MaxRetryAfter bounds the wait ParseRetryAfter returns: a server (or
+// something between) asking for more is not taken at its word.
+const MaxRetryAfter = time.Hour
+
+// ParseRetryAfter reads an HTTP Retry-After value: whole seconds, or an
+// HTTP date (taken relative to now). It returns false for an empty or
+// malformed value; a date in the past is a zero wait, and a wait is at
+// most MaxRetryAfter.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		if len(v) > 10 || strings.Trim(v, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		if n >= int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(t.Sub(now), 0), MaxRetryAfter), true
 }
 
 // nextChunk returns the size of the next chunk, at most left.
