@@ -42,6 +42,12 @@ type statusJSON struct {
 	Review        []reviewJSON   `json:"review"`
 	Failing       []opJSON       `json:"failing"`
 	Storage       storageJSON    `json:"storage"`
+	// Auth is the device's standing with the server: ok, not_enrolled or
+	// revoked; AuthMessage says what to do about it.
+	Auth        string `json:"auth"`
+	AuthMessage string `json:"auth_message,omitempty"`
+	Server      string `json:"server,omitempty"` // the server it enrolled with
+	User        string `json:"user,omitempty"`   // the person the device is enrolled for
 }
 
 // storageJSON is what the device's data takes on disk.
@@ -126,6 +132,7 @@ func statusOf(ctx context.Context, eng *client.Engine, s client.Status, typ stri
 		Device: s.DeviceID, Counts: s.Counts, Pending: s.Pending(), NeedsReview: a.needsReview(), OldestPending: timePtr(s.OldestPending),
 		LastSync: timePtr(s.LastSync), LastAttempt: timePtr(s.LastAttempt), LastError: s.LastError, Resynced: s.Resynced,
 		Attention: []opJSON{}, Review: review, Failing: []opJSON{}, Storage: toStorageJSON(s.Storage),
+		Auth: s.Auth, AuthMessage: s.AuthMessage, Server: s.Enrolment.Server, User: s.Enrolment.User,
 	}
 	for _, o := range a.ops {
 		out.Attention = append(out.Attention, toOpJSON(o, ""))
@@ -221,6 +228,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func printStatus(ctx context.Context, w io.Writer, eng *client.Engine, st client.Status, review []reviewJSON, dir string, now time.Time) {
 	a := needsAttention(ctx, eng, st, review)
 	fmt.Fprintf(w, "device %s (%s)\n", st.DeviceID, dir)
+	switch {
+	case st.Auth != "" && st.Auth != client.AuthOK:
+		fmt.Fprintf(w, "access: %s: %s\n", strings.ReplaceAll(st.Auth, "_", " "), st.AuthMessage)
+	case !st.Enrolment.Enrolled.IsZero():
+		fmt.Fprintf(w, "enrolled: %s as %s (%s) since %s\n", st.Enrolment.Server, st.Enrolment.User, st.Enrolment.Org, fmtTime(st.Enrolment.Enrolled))
+	}
 	line := fmt.Sprintf("in queue: %s", plural(st.Pending(), "op", "ops"))
 	if !st.OldestPending.IsZero() {
 		line += fmt.Sprintf(", oldest saved %s (%s)", fmtAge(now, st.OldestPending), fmtTime(st.OldestPending))
