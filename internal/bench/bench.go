@@ -50,6 +50,9 @@ type Config struct {
 	Photos   int
 	LinkRate int64
 	CutEvery time.Duration
+	// PrepareRuns is the number of timed preparations of a 12-megapixel
+	// photo (default 3), after one untimed.
+	PrepareRuns int
 	// Progress, when set, is told what the run is doing and how far it is:
 	// done of total items of the named stage.
 	Progress func(stage string, done, total int)
@@ -76,6 +79,7 @@ func (c *Config) defaults() error {
 	def(&c.Trips, 1000)
 	def(&c.WireOps, 2000)
 	def(&c.Photos, 20)
+	def(&c.PrepareRuns, 3)
 	if c.LinkRate <= 0 {
 		c.LinkRate = 1_000_000
 	}

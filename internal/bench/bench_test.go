@@ -15,13 +15,13 @@ import (
 // the report: every name once, the JSON form, positive values. It checks
 // no timing.
 func TestRunTiny(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	var stages []string
 	metrics, err := Run(ctx, Config{
 		Dir: dir, Ops: 40, Records: 30, Saves: 10, Fsyncs: 10, Trips: 10, WireOps: 20,
-		Photos: 2, LinkRate: 20_000_000, CutEvery: 30 * time.Millisecond,
+		Photos: 2, LinkRate: 20_000_000, CutEvery: 30 * time.Millisecond, PrepareRuns: 1,
 		Progress: func(stage string, done, total int) {
 			if done < 1 || total > 0 && done > total {
 				t.Errorf("progress %s: %d of %d", stage, done, total)

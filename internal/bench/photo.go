@@ -32,11 +32,12 @@ const (
 )
 
 // photoPrepare times media.PreparePhoto of a 12-megapixel JPEG: the median
-// of three runs, after one untimed run.
+// of cfg.PrepareRuns runs, after one untimed run.
 func photoPrepare(ctx context.Context, cfg *Config) (time.Duration, error) {
 	src := media.Synthetic12MP()
 	var times []time.Duration
-	for i := range 4 {
+	runs := cfg.PrepareRuns + 1
+	for i := range runs {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
@@ -52,7 +53,7 @@ func photoPrepare(ctx context.Context, cfg *Config) (time.Duration, error) {
 		if i > 0 {
 			times = append(times, d)
 		}
-		cfg.Progress("photo preparation", i+1, 4)
+		cfg.Progress("photo preparation", i+1, runs)
 	}
 	slices.Sort(times)
 	return times[len(times)/2], nil

@@ -15,7 +15,14 @@ import (
 func echoServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(w, r.Body)
+		// Read the whole body before answering: the server stops reading
+		// a request once its answer has begun.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Write(body)
 	}))
 	t.Cleanup(s.Close)
 	return s
