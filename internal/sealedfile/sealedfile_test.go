@@ -172,7 +172,8 @@ func FuzzReader(f *testing.F) {
 			return
 		}
 		got, err := r.ReadAt(make([]byte, n), off)
-		if got > n || (err == nil && off+int64(n) > r.Size()) {
+		// An empty read is answered 0, nil wherever it points, as os.File does.
+		if got > n || (err == nil && n > 0 && off+int64(n) > r.Size()) {
 			t.Fatalf("ReadAt(%d, %d) = %d, %v with size %d", n, off, got, err, r.Size())
 		}
 	})
