@@ -35,7 +35,7 @@ func TestRunTiny(t *testing.T) {
 	}
 	want := []string{
 		FsyncFloorMS, LocalSaveP50MS, LocalSaveP99MS, LocalSaveRatio, LocalSaveP99Ratio, PushOpsPerS, PushOpMS,
-		PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS, RSSPeakMB,
+		PushCPUPerOp, PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS, RSSPeakMB,
 	}
 	seen := map[string]int{}
 	for _, m := range metrics {
