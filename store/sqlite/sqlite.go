@@ -26,7 +26,6 @@ import (
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/internal/sqlitedb"
-	"github.com/fieldsync/fieldsync/protocol"
 )
 
 //go:embed migrations/*.sql
@@ -104,7 +103,7 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 		if err := c.Exec(`BEGIN IMMEDIATE`); err != nil {
 			return err
 		}
-		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}}
+		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}, chainState: chainState{devices: map[string]int64{}}}
 		// After a commit, nothing to do; after an error or a panic, the
 		// statements are finalized and the write lock released.
 		defer func() {
@@ -117,6 +116,9 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 		if err := fn(t); err != nil {
 			fnErr = err
 			return nil
+		}
+		if err := t.settle(); err != nil {
+			return err
 		}
 		t.close()
 		return c.Exec(`COMMIT`)
@@ -156,6 +158,7 @@ type tx struct {
 	c       *sqlite3.Conn
 	stmts   map[string]*sqlite3.Stmt
 	nextSeq int64 // 0 until loaded
+	chainState
 }
 
 func (t *tx) close() {
@@ -173,8 +176,8 @@ func (t *tx) fail(err error) error {
 	return unavailable(err)
 }
 
-// stmt returns the statement for q, bound to args (string, []byte, int64,
-// int, bool or nil).
+// stmt returns the statement for q, bound to args (string, []byte as
+// text, blob, int64, int, bool or nil).
 func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
 	st, ok := t.stmts[q]
 	if !ok {
@@ -191,6 +194,8 @@ func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
 			err = st.BindText(i+1, v)
 		case []byte:
 			err = st.BindRawText(i+1, v)
+		case blob:
+			err = st.BindBlob(i+1, v)
 		case int64:
 			err = st.BindInt64(i+1, v)
 		case int:
@@ -241,99 +246,7 @@ func (t *tx) row(q string, scan func(*sqlite3.Stmt) error, args ...any) (bool, e
 	return err == nil, err
 }
 
-const opColumns = `op_id, device_id, seq, prev_seq, entity_type, entity_id, kind, base_version, fields, local_time, received_at, result, change_seq`
-
 type scanner interface{ Scan(...any) error }
-
-func scanOp(row scanner) (fieldsync.OpEntry, error) {
-	var e fieldsync.OpEntry
-	var kind, fields, result string
-	var local, received int64
-	err := row.Scan(&e.Op.ID, &e.Op.DeviceID, &e.Op.Seq, &e.Op.PrevSeq, &e.Op.EntityType, &e.Op.EntityID,
-		&kind, &e.Op.BaseVersion, &fields, &local, &received, &result, &e.ChangeSeq)
-	if err != nil {
-		return e, err
-	}
-	return decodeOp(e, kind, []byte(fields), []byte(result), local, received)
-}
-
-func decodeOp(e fieldsync.OpEntry, kind string, fields, result []byte, local, received int64) (fieldsync.OpEntry, error) {
-	e.Op.Kind = fieldsync.OpKind(kind)
-	e.Op.LocalTime = time.UnixMilli(local).UTC()
-	e.ReceivedAt = time.UnixMilli(received).UTC()
-	if err := json.Unmarshal(fields, &e.Op.Fields); err != nil {
-		return e, fmt.Errorf("op %s fields: %w", e.Op.ID, err)
-	}
-	var w protocol.Result
-	if err := json.Unmarshal(result, &w); err != nil {
-		return e, fmt.Errorf("op %s result: %w", e.Op.ID, err)
-	}
-	e.Result = protocol.ToResult(&w)
-	return e, nil
-}
-
-// scanOpRaw reads an op row of opColumns from a raw statement.
-func scanOpRaw(st *sqlite3.Stmt) (fieldsync.OpEntry, error) {
-	var e fieldsync.OpEntry
-	e.Op.ID = st.ColumnText(0)
-	e.Op.DeviceID = st.ColumnText(1)
-	e.Op.Seq = st.ColumnInt64(2)
-	e.Op.PrevSeq = st.ColumnInt64(3)
-	e.Op.EntityType = st.ColumnText(4)
-	e.Op.EntityID = st.ColumnText(5)
-	e.Op.BaseVersion = st.ColumnInt64(7)
-	e.ChangeSeq = st.ColumnInt64(12)
-	return decodeOp(e, st.ColumnText(6), st.ColumnRawText(8), st.ColumnRawText(11), st.ColumnInt64(9), st.ColumnInt64(10))
-}
-
-func (t *tx) queryOp(q string, args ...any) (fieldsync.OpEntry, bool, error) {
-	var e fieldsync.OpEntry
-	ok, err := t.row(q, func(st *sqlite3.Stmt) (err error) {
-		e, err = scanOpRaw(st)
-		return err
-	}, args...)
-	return e, ok, err
-}
-
-func (t *tx) OpByID(opID string) (fieldsync.OpEntry, bool, error) {
-	return t.queryOp(`SELECT `+opColumns+` FROM ops WHERE op_id = ?`, opID)
-}
-
-func (t *tx) OpByDeviceSeq(device string, seq int64) (fieldsync.OpEntry, bool, error) {
-	return t.queryOp(`SELECT `+opColumns+` FROM ops WHERE device_id = ? AND seq = ?`, device, seq)
-}
-
-// CheckOp answers, in one query, the three op-log questions asked of an
-// incoming op: the result recorded for its id (nil if none), the op id
-// that already holds its (device, seq) ("" if none), and whether the
-// device's op prev is recorded (true when prev is 0). Recorded ops that
-// are only tested for presence are not decoded.
-func (t *tx) CheckOp(opID, device string, seq, prev int64) (*fieldsync.Result, string, bool, error) {
-	var recorded *fieldsync.Result
-	var holder string
-	var prevFound bool
-	_, err := t.row(`SELECT (SELECT result FROM ops WHERE op_id = ?1),
-		(SELECT op_id FROM ops WHERE device_id = ?2 AND seq = ?3),
-		?4 = 0 OR EXISTS (SELECT 1 FROM ops WHERE device_id = ?2 AND seq = ?4)`,
-		func(st *sqlite3.Stmt) error {
-			holder = st.ColumnText(1)
-			prevFound = st.ColumnBool(2)
-			if st.ColumnType(0) == sqlite3.NULL {
-				return nil
-			}
-			var w protocol.Result
-			if err := json.Unmarshal(st.ColumnRawText(0), &w); err != nil {
-				return fmt.Errorf("op %s result: %w", opID, err)
-			}
-			r := protocol.ToResult(&w)
-			recorded = &r
-			return nil
-		}, opID, device, seq, prev)
-	if err != nil {
-		return nil, "", false, err
-	}
-	return recorded, holder, prevFound, nil
-}
 
 const recordColumns = `type, id, number, version, deleted, fields, meta, review, seq, updated_at, conflicts`
 
@@ -381,18 +294,39 @@ func scanRecordRaw(st *sqlite3.Stmt) (fieldsync.Record, error) {
 }
 
 func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
+	if err := t.settle(); err != nil {
+		return fieldsync.Record{}, false, err
+	}
 	var r fieldsync.Record
-	ok, err := t.row(`SELECT `+recordColumns+` FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
+	t.cur = recordHead{typ: typ, id: id, known: true}
+	ok, err := t.row(`SELECT `+recordColumns+`, rowid, last_op FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
+		t.cur.row, t.cur.lastOp = st.ColumnInt64(numRecordColumns), st.ColumnInt64(numRecordColumns+1)
 		r, err = scanRecordRaw(st)
 		return err
 	}, typ, id)
+	if err != nil {
+		t.cur = recordHead{}
+	}
 	if !ok || err != nil {
 		return fieldsync.Record{}, false, err
 	}
 	return r, true, nil
 }
 
+// PutRecord writes the record and, ahead of the op that goes with it, links
+// that op into the record's history (see link).
 func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
+	if err := t.settle(); err != nil {
+		return 0, err
+	}
+	head, err := t.head(r.Type, r.ID)
+	if err != nil {
+		return 0, err
+	}
+	opRow, err := t.nextOpRow()
+	if err != nil {
+		return 0, err
+	}
 	if t.nextSeq == 0 {
 		if _, err := t.row(`SELECT coalesce(max(seq), 0) FROM records`, func(st *sqlite3.Stmt) error {
 			t.nextSeq = st.ColumnInt64(0) + 1
@@ -413,14 +347,19 @@ func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 			return 0, err
 		}
 	}
-	err = t.exec(`INSERT INTO records (`+recordColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version,
-		deleted = excluded.deleted, fields = excluded.fields, meta = excluded.meta,
-		review = excluded.review, seq = excluded.seq, updated_at = excluded.updated_at, conflicts = excluded.conflicts`,
-		r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts)
+	if head.row != 0 {
+		err = t.exec(`UPDATE records SET number = ?, version = ?, deleted = ?, fields = ?, meta = ?,
+			review = ?, seq = ?, updated_at = ?, conflicts = ?, last_op = ? WHERE rowid = ?`,
+			r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts, opRow, head.row)
+	} else {
+		err = t.exec(`INSERT INTO records (`+recordColumns+`, last_op) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+			r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts, opRow)
+		head.row = t.c.LastInsertRowID()
+	}
 	if err != nil {
 		return 0, err
 	}
+	t.linkAhead(head, opRow)
 	return r.Seq, nil
 }
 
@@ -458,25 +397,6 @@ func (t *tx) NextNumber(counter string, start int64) (int64, error) {
 		err = unavailable(errors.New("counter: no value returned"))
 	}
 	return n, err
-}
-
-func (t *tx) RecordOp(e fieldsync.OpEntry) error {
-	fields := []byte("{}")
-	if e.Op.Fields != nil {
-		var err error
-		if fields, err = encodeFields(e.Op.Fields); err != nil {
-			return err
-		}
-	}
-	w := protocol.FromResult(&e.Result)
-	result, err := json.Marshal(&w)
-	if err != nil {
-		return err
-	}
-	return t.exec(`INSERT INTO ops (`+opColumns+`, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		e.Op.ID, e.Op.DeviceID, e.Op.Seq, e.Op.PrevSeq, e.Op.EntityType, e.Op.EntityID,
-		string(e.Op.Kind), e.Op.BaseVersion, fields, e.Op.LocalTime.UnixMilli(), e.ReceivedAt.UnixMilli(), result, e.ChangeSeq,
-		string(e.Result.Status))
 }
 
 // Changes implements fieldsync.Store. Like Update, it reads through the
@@ -559,19 +479,6 @@ func (s *Store) raw(ctx context.Context, fn func(*sqlite3.Conn) error) error {
 	return nil
 }
 
-// ChangeTag implements fieldsync.Store.
-func (s *Store) ChangeTag(ctx context.Context, seq int64) (string, bool, error) {
-	var id string
-	err := s.db.QueryRowContext(ctx, `SELECT op_id FROM ops WHERE change_seq = ? AND change_seq > 0`, seq).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, unavailable(err)
-	}
-	return fieldsync.ChangeTag(id), true, nil
-}
-
 // Record implements fieldsync.Store.
 func (s *Store) Record(ctx context.Context, typ, id string) (fieldsync.Record, error) {
 	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM records WHERE type = ? AND id = ?`, typ, id))
@@ -582,36 +489,6 @@ func (s *Store) Record(ctx context.Context, typ, id string) (fieldsync.Record, e
 		return r, unavailable(err)
 	}
 	return r, nil
-}
-
-// OpEntry implements fieldsync.Store.
-func (s *Store) OpEntry(ctx context.Context, opID string) (fieldsync.OpEntry, error) {
-	e, err := scanOp(s.db.QueryRowContext(ctx, `SELECT `+opColumns+` FROM ops WHERE op_id = ?`, opID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, fieldsync.Errorf(fieldsync.ENotFound, "the server has no op %s", opID)
-	}
-	if err != nil {
-		return e, unavailable(err)
-	}
-	return e, nil
-}
-
-// RecordOps implements fieldsync.Store.
-func (s *Store) RecordOps(ctx context.Context, typ, id string) ([]fieldsync.OpEntry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+opColumns+` FROM ops WHERE entity_type = ? AND entity_id = ? ORDER BY rowid`, typ, id)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	defer rows.Close()
-	var out []fieldsync.OpEntry
-	for rows.Next() {
-		e, err := scanOp(rows)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }
 
 // DB exposes the database to tests and admin tools in this module.
