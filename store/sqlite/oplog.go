@@ -257,6 +257,11 @@ func (t *tx) head(typ, id string) (recordHead, error) {
 		return t.cur, nil
 	}
 	h := recordHead{typ: typ, id: id, known: true}
+	if e, ok := t.cached(recordKey{typ, id}); ok {
+		h.row, h.lastOp = e.row, e.lastOp
+		t.cur = h
+		return h, nil
+	}
 	_, err := t.row(`SELECT rowid, last_op FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) error {
 		h.row, h.lastOp = st.ColumnInt64(0), st.ColumnInt64(1)
 		return nil
@@ -302,6 +307,7 @@ func (t *tx) settle() error {
 	if t.cur.known && t.cur.row == l.recRow {
 		t.cur.lastOp = l.prevOp
 	}
+	t.movedHead(recordKey{l.typ, l.id}, l.prevOp)
 	return nil
 }
 
@@ -360,6 +366,7 @@ func (t *tx) RecordOp(e fieldsync.OpEntry) error {
 			return err
 		}
 		t.cur.lastOp = row
+		t.movedHead(recordKey{e.Op.EntityType, e.Op.EntityID}, row)
 	}
 	return nil
 }

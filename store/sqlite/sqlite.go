@@ -35,7 +35,9 @@ var migrations embed.FS
 type Store struct {
 	db    *sql.DB
 	epoch string
-	mu    sync.Mutex // one writer
+	mu    sync.Mutex // one writer; guards the fields below
+	wconn *sql.Conn  // the connection that writes; nil until the first write
+	cache recordCache
 }
 
 var _ fieldsync.Store = (*Store)(nil)
@@ -76,22 +78,36 @@ func (s *Store) loadEpoch(ctx context.Context) error {
 func (s *Store) Epoch() string { return s.epoch }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.wconn != nil {
+		s.wconn.Close()
+		s.wconn = nil
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Update implements fieldsync.Store. The transaction runs on the
 // connection's SQLite handle directly, with statements prepared once per
 // transaction: a write batch runs several statements per op, and
-// database/sql would cost more than SQLite itself.
+// database/sql would cost more than SQLite itself. Writes always use the
+// same connection, so the record cache can tell its own commits from
+// others' (see cache.go).
 func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return unavailable(err)
+	if s.wconn == nil {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return unavailable(err)
+		}
+		s.wconn = conn
+		s.cache = recordCache{m: map[recordKey]*cachedRecord{}}
 	}
-	defer conn.Close()
+	conn := s.wconn
 	var fnErr error
-	err = conn.Raw(func(dc any) error {
+	err := conn.Raw(func(dc any) error {
 		dconn, ok := dc.(driver.Conn)
 		if !ok {
 			return fmt.Errorf("unexpected driver connection %T", dc)
@@ -104,6 +120,9 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 			return err
 		}
 		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}, chainState: chainState{devices: map[string]int64{}}}
+		if cacheFits() {
+			t.cache, t.dirty = &s.cache, map[recordKey]*cachedRecord{}
+		}
 		// After a commit, nothing to do; after an error or a panic, the
 		// statements are finalized and the write lock released.
 		defer func() {
@@ -113,6 +132,9 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 				c.Exec(`ROLLBACK`)
 			}
 		}()
+		if err := t.checkDataVersion(); err != nil {
+			return err
+		}
 		if err := fn(t); err != nil {
 			fnErr = err
 			return nil
@@ -121,12 +143,22 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 			return err
 		}
 		t.close()
-		return c.Exec(`COMMIT`)
+		if err := c.Exec(`COMMIT`); err != nil {
+			// Whether it was kept or not is not sure: start afresh.
+			clear(s.cache.m)
+			return err
+		}
+		t.commitCache()
+		return nil
 	})
 	if fnErr != nil {
 		return fnErr
 	}
 	if err != nil {
+		if badConn(err) {
+			s.wconn.Close()
+			s.wconn = nil
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
@@ -159,6 +191,8 @@ type tx struct {
 	stmts   map[string]*sqlite3.Stmt
 	nextSeq int64 // 0 until loaded
 	chainState
+	cache *recordCache                // nil when off
+	dirty map[recordKey]*cachedRecord // records this transaction changed: their state, or nil if not known
 }
 
 func (t *tx) close() {
@@ -297,6 +331,11 @@ func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
 	if err := t.settle(); err != nil {
 		return fieldsync.Record{}, false, err
 	}
+	k := recordKey{typ, id}
+	if e, ok := t.take(k); ok {
+		t.cur = recordHead{typ: typ, id: id, known: true, row: e.row, lastOp: e.lastOp}
+		return e.rec, true, nil
+	}
 	var r fieldsync.Record
 	t.cur = recordHead{typ: typ, id: id, known: true}
 	ok, err := t.row(`SELECT `+recordColumns+`, rowid, last_op FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
@@ -360,6 +399,11 @@ func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 		return 0, err
 	}
 	t.linkAhead(head, opRow)
+	if c, ok := cacheable(r); ok {
+		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow}, true)
+	} else {
+		t.remember(recordKey{r.Type, r.ID}, nil, true)
+	}
 	return r.Seq, nil
 }
 

@@ -114,7 +114,12 @@ func testRecordHistory(t *testing.T, s *suite) {
 				switch a := rng.IntN(10); {
 				case a < 5: // an op that changes its record
 					did = append(did, "change "+k.id)
-					if _, _, err = tx.Record(k.typ, k.id); err == nil {
+					var rec fieldsync.Record
+					var ok bool
+					if rec, ok, err = tx.Record(k.typ, k.id); err == nil && ok != (ver(k) > 0) || ok && rec.Version != ver(k) {
+						return fmt.Errorf("step %d: Record %v = version %d, %v; want version %d", step, k, rec.Version, ok, ver(k))
+					}
+					if err == nil {
 						if err = write(k); err == nil {
 							err = recordOp(k, 0)
 						}
