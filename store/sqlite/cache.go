@@ -33,7 +33,7 @@ import (
 // changes when any other connection commits, and empty the cache.
 
 // maxCachedRecords bounds the cache (a few KiB a record).
-const maxCachedRecords = 4096
+const maxCachedRecords = 1024
 
 type recordKey struct{ typ, id string }
 
