@@ -283,13 +283,9 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 		// are kept, and the office sees them in its history.
 		rec.Version++
 		for _, name := range sortedKeys(op.Fields) {
-			var items []json.RawMessage
-			if cur, ok := rec.Fields[name]; ok {
-				_ = json.Unmarshal(cur, &items) // a list field holds a JSON array
-			}
+			cur, has := rec.Fields[name]
 			item, _ := json.Marshal(fieldsync.AppendItem{ID: op.ID, Value: op.Fields[name], By: op.DeviceID, At: op.LocalTime})
-			items = append(items, item)
-			rec.Fields[name], _ = json.Marshal(items)
+			rec.Fields[name] = appendToList(cur, has, item)
 			rec.Meta[name] = meta(rec.Version)
 		}
 		res.Status = fieldsync.StatusApplied
@@ -495,6 +491,9 @@ func orNull(v json.RawMessage) json.RawMessage {
 func jsonEqual(a, b json.RawMessage) bool {
 	if bytes.Equal(a, b) {
 		return true
+	}
+	if plainString(a) && plainString(b) {
+		return false
 	}
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
