@@ -171,6 +171,26 @@ func (t *tx) deviceNo(id string, create bool) (int64, error) {
 	return n, nil
 }
 
+// maxSeq returns the highest sequence number recorded for the device
+// numbered dev (0 for none), cached for the transaction.
+func (t *tx) maxSeq(dev int64) (int64, error) {
+	if dev == 0 {
+		return 0, nil
+	}
+	if n, ok := t.maxSeqs[dev]; ok {
+		return n, nil
+	}
+	var n int64
+	if _, err := t.row(`SELECT coalesce(max(seq), 0) FROM oplog WHERE device_no = ?`, func(st *sqlite3.Stmt) error {
+		n = st.ColumnInt64(0)
+		return nil
+	}, dev); err != nil {
+		return 0, err
+	}
+	t.maxSeqs[dev] = n
+	return n, nil
+}
+
 func (t *tx) OpByID(opID string) (fieldsync.OpEntry, bool, error) {
 	return t.queryOp(opSelect+` WHERE o.op_id = ?`, opKey(opID))
 }
@@ -187,18 +207,29 @@ func (t *tx) OpByDeviceSeq(device string, seq int64) (fieldsync.OpEntry, bool, e
 // incoming op: the result recorded for its id (nil if none), the op id
 // that already holds its (device, seq) ("" if none), and whether the
 // device's op prev is recorded (true when prev is 0). Recorded ops that
-// are only tested for presence are not decoded.
+// are only tested for presence are not decoded. A sequence number above
+// the device's highest recorded one is not looked up: devices number
+// their ops in order, so that is the usual case.
 func (t *tx) CheckOp(opID, device string, seq, prev int64) (*fieldsync.Result, string, bool, error) {
 	dev, err := t.deviceNo(device, false)
 	if err != nil {
 		return nil, "", false, err
 	}
+	top, err := t.maxSeq(dev)
+	if err != nil {
+		return nil, "", false, err
+	}
+	q := `SELECT (SELECT result FROM oplog WHERE op_id = ?1),
+		(SELECT ` + opIDText + ` FROM oplog o WHERE o.device_no = ?2 AND o.seq = ?3),
+		?4 = 0 OR EXISTS (SELECT 1 FROM oplog WHERE device_no = ?2 AND seq = ?4)`
+	if seq > top {
+		q = `SELECT (SELECT result FROM oplog WHERE op_id = ?1), NULL,
+		?4 = 0 OR EXISTS (SELECT 1 FROM oplog WHERE device_no = ?2 AND seq = ?4)`
+	}
 	var recorded *fieldsync.Result
 	var holder string
 	var prevFound bool
-	_, err = t.row(`SELECT (SELECT result FROM oplog WHERE op_id = ?1),
-		(SELECT `+opIDText+` FROM oplog o WHERE o.device_no = ?2 AND o.seq = ?3),
-		?4 = 0 OR EXISTS (SELECT 1 FROM oplog WHERE device_no = ?2 AND seq = ?4)`,
+	_, err = t.row(q,
 		func(st *sqlite3.Stmt) error {
 			holder = st.ColumnText(1)
 			prevFound = st.ColumnBool(2)
@@ -229,6 +260,7 @@ func (t *tx) CheckOp(opID, device string, seq, prev int64) (*fieldsync.Result, s
 // chainState is what a transaction knows of the op-log chains.
 type chainState struct {
 	devices map[string]int64 // device id -> number; 0: none yet
+	maxSeqs map[int64]int64  // device number -> highest seq recorded
 	nextOp  int64            // row of the next op; 0 until loaded
 	cur     recordHead       // the record last read or written
 	link    *link            // a change whose op is not recorded yet
@@ -361,6 +393,9 @@ func (t *tx) RecordOp(e fieldsync.OpEntry) error {
 		return err
 	}
 	t.nextOp++
+	if n, ok := t.maxSeqs[dev]; ok && e.Op.Seq > n {
+		t.maxSeqs[dev] = e.Op.Seq
+	}
 	if moveHead != 0 {
 		if err := t.exec(`UPDATE records SET last_op = ? WHERE rowid = ?`, row, moveHead); err != nil {
 			return err

@@ -119,7 +119,7 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 		if err := c.Exec(`BEGIN IMMEDIATE`); err != nil {
 			return err
 		}
-		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}, chainState: chainState{devices: map[string]int64{}}}
+		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}, chainState: chainState{devices: map[string]int64{}, maxSeqs: map[int64]int64{}}}
 		if cacheFits() {
 			t.cache, t.dirty = &s.cache, map[recordKey]*cachedRecord{}
 		}
