@@ -293,7 +293,9 @@ func storeResults(stmt func(q string, args ...any) (*sqlite3.Stmt, error), batch
 		return st.Exec()
 	}
 	requeue := func(code, msg string, seq int64) error { return exec(sqlRequeue, code, msg, seq) }
-	trail := func(seq, at int64, outcome, code, msg string) error { return exec(sqlTrail, seq, at, outcome, code, msg) }
+	trail := func(seq, at int64, outcome, code, msg string) error {
+		return exec(sqlTrail, seq, at, outcome, code, msg)
+	}
 
 	final := 0
 	for i, p := range batch {
