@@ -846,7 +846,7 @@ func encodeMeta(m map[string]fieldsync.FieldMeta) ([]byte, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	out := make([]byte, 0, 2+len(m)*96)
+	out := make([]byte, 0, 2+len(m)*192) // an entry with two UUIDs and a clock is about 180 bytes
 	out = append(out, '{')
 	str := func(key, v string, omitEmpty bool) {
 		if omitEmpty && v == "" {
