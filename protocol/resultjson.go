@@ -57,3 +57,59 @@ func plainText(s string) bool {
 	}
 	return true
 }
+
+// UnmarshalJSON decodes a result as encoding/json decodes its fields into
+// r. The usual ones (the keys MarshalJSON writes by hand, plain strings,
+// integer versions) are read by hand; anything else goes to encoding/json.
+func (r *Result) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil // as encoding/json does for a struct
+	}
+	if fast, ok := parseResult(data, *r); ok {
+		*r = fast
+		return nil
+	}
+	f := resultFields(*r)
+	err := json.Unmarshal(data, &f)
+	*r = Result(f)
+	return err
+}
+
+// parseResult reads into r a result object with only op, status,
+// version, number, code and message, each at most once, strings without
+// escapes.
+func parseResult(data []byte, r Result) (Result, bool) {
+	p := pushParser{data: data}
+	var seen int
+	ok := p.members(func(key []byte) bool {
+		var bit int
+		var ok bool
+		switch string(key) {
+		case "op":
+			bit = 1
+			r.Op, ok = p.str()
+		case "status":
+			bit = 2
+			r.Status, ok = p.str()
+		case "version":
+			bit = 4
+			r.Version, ok = p.int()
+		case "number":
+			bit = 8
+			r.Number, ok = p.str()
+		case "code":
+			bit = 16
+			r.Code, ok = p.str()
+		case "message":
+			bit = 32
+			r.Message, ok = p.str()
+		}
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	})
+	p.ws()
+	return r, ok && p.i == len(data)
+}

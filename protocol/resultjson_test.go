@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -70,6 +72,51 @@ func TestResultJSONMatchesEncodingJSON(t *testing.T) {
 		wantResp, err2 := json.Marshal(&plain)
 		if err1 != nil || err2 != nil || !bytes.Equal(gotResp, wantResp) {
 			t.Fatalf("push answer:\n%s (%v)\nencoding/json:\n%s (%v)", gotResp, err1, wantResp, err2)
+		}
+	}
+}
+
+// TestResultUnmarshalMatchesEncodingJSON holds Result.UnmarshalJSON to
+// encoding/json decoding into the same fields, from the same starting
+// value: for results as encoded, and for texts that are spaced, escaped,
+// case-folded, repeated, null, unknown, mistyped or broken.
+func TestResultUnmarshalMatchesEncodingJSON(t *testing.T) {
+	seed := rand.Uint64()
+	if s := os.Getenv("FIELDSYNC_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("FIELDSYNC_SEED: %v", err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (replay with FIELDSYNC_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 6))
+	members := []string{`"op":"0190a6c4-1b2c-7d3e-8f40-000000000001"`, `"status":"applied"`, `"version":12`, `"version":-1`,
+		`"version":1.5`, `"version":"1"`, `"version":null`, `"number":"WO-1"`, `"code":"field_conflict"`, `"message":"a \"b\""`,
+		`"message":"é"`, `"message":null`, `"Status":"rejected"`, `"OP":"x"`, `"extra":[1,2]`, `"recorded":{"op":"y","status":"applied"}`,
+		`"conflicts":[{"field":"s","server_value":1,"device_value":2,"server_version":3}]`, `"overridden":[]`, ` "op" : "spaced" `}
+	for range 20000 {
+		parts := make([]string, rng.IntN(5))
+		for i := range parts {
+			parts[i] = members[rng.IntN(len(members))]
+		}
+		text := "{" + strings.Join(parts, ",") + "}"
+		switch rng.IntN(12) {
+		case 0:
+			text = "null"
+		case 1:
+			text = text[:len(text)/2]
+		case 2:
+			text = " " + text + " "
+		case 3:
+			text = "[]"
+		}
+		base := Result{Op: "old", Version: 9, Message: "kept unless replaced"}
+		got, want := base, resultFields(base)
+		gotErr := json.Unmarshal([]byte(text), &got)
+		wantErr := json.Unmarshal([]byte(text), &want)
+		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, Result(want)) {
+			t.Fatalf("decoding %s:\n%#v (%v)\nencoding/json:\n%#v (%v)", text, got, gotErr, Result(want), wantErr)
 		}
 	}
 }
