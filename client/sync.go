@@ -342,7 +342,7 @@ func storeResults(stmt func(q string, args ...any) (*sqlite3.Stmt, error), batch
 			rep.Retry++
 			continue
 		}
-		raw, _ := json.Marshal(&results[i])
+		raw, _ := results[i].MarshalJSON() // compact already: encoding/json would only scan it again
 		if err := exec(sqlSetFinal, status, string(eff.Code), eff.Message, raw, eff.Version, eff.Number, now, p.op.Seq); err != nil {
 			return final, err
 		}

@@ -352,7 +352,7 @@ func (t *tx) RecordOp(e fieldsync.OpEntry) error {
 		}
 	}
 	w := protocol.FromResult(&e.Result)
-	result, err := json.Marshal(&w)
+	result, err := w.MarshalJSON() // compact already: encoding/json would only scan it again
 	if err != nil {
 		return err
 	}
