@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -15,12 +14,12 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
 
 	"github.com/fieldsync/fieldsync"
+	"github.com/fieldsync/fieldsync/internal/gzpool"
 	"github.com/fieldsync/fieldsync/protocol"
 )
 
@@ -174,27 +173,18 @@ func (e *Engine) prepareBatch(ctx context.Context, after int64) (*outgoing, erro
 		req.Ops[i] = protocol.FromOp(&batch[i].op)
 	}
 	var buf bytes.Buffer
-	zw := gzipWriters.Get().(*gzip.Writer)
-	zw.Reset(&buf)
+	zw := gzpool.Get(&buf)
 	err = json.NewEncoder(zw).Encode(&req)
 	if err == nil {
 		err = zw.Close()
 	}
-	zw.Reset(nil)
-	gzipWriters.Put(zw)
+	gzpool.Put(zw)
 	if err != nil {
 		return nil, errors.Join(err, e.unprepare(ctx, b))
 	}
 	b.body = buf.Bytes()
 	return b, nil
 }
-
-// gzipWriters keeps compressors for reuse: each holds about a megabyte of
-// state that would otherwise be allocated per batch.
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return zw
-}}
 
 // unprepare puts a batch that was marked but never sent back in the queue,
 // as it was.

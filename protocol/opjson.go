@@ -20,7 +20,7 @@ func (o Op) MarshalJSON() ([]byte, error) {
 	if !plainText(o.ID) || !plainText(o.Device) || !plainText(o.Type) || !plainText(o.Entity) || !plainText(o.Kind) {
 		return json.Marshal((*opFields)(&o))
 	}
-	size := 96 + len(o.ID) + len(o.Device) + len(o.Type) + len(o.Entity) + len(o.Kind)
+	size := 160 + len(o.ID) + len(o.Device) + len(o.Type) + len(o.Entity) + len(o.Kind)
 	for k, v := range o.Fields {
 		if !plainText(k) || !plainValue(v) {
 			return json.Marshal((*opFields)(&o))
