@@ -93,6 +93,14 @@ type opChecker interface {
 	CheckOp(opID, device string, seq, prev int64) (recorded *fieldsync.Result, seqHolder string, prevFound bool, err error)
 }
 
+// recordKeeper is an optional StoreTx capability: PutRecordOwned is
+// PutRecord of a record its caller will not change again, so a store that
+// keeps recent records in memory may keep this one as it is rather than a
+// copy.
+type recordKeeper interface {
+	PutRecordOwned(rec *fieldsync.Record) (int64, error)
+}
+
 // decideAndRecord decides an op that passed the op-log checks and records
 // its result in tx.
 func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool, res fieldsync.Result) (fieldsync.Result, error) {
@@ -117,7 +125,11 @@ func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op,
 				rec.Number = fmt.Sprintf("%s%d", t.NumberPrefix, n)
 			}
 			rec.UpdatedAt = now
-			seq, err := tx.PutRecord(&rec)
+			put := tx.PutRecord
+			if k, ok := tx.(recordKeeper); ok {
+				put = k.PutRecordOwned // rec is only read from here on
+			}
+			seq, err := put(&rec)
 			if err != nil {
 				return res, err
 			}

@@ -104,8 +104,9 @@ func copyRecord(r *fieldsync.Record) fieldsync.Record {
 // cacheable returns r as reading it back from the database would give it,
 // if that is sure without decoding: plain fields, meta and review (which
 // the store's codec writes and reads byte for byte), no conflicts or
-// attachments (which go through encoding/json and its time format).
-func cacheable(r *fieldsync.Record) (fieldsync.Record, bool) {
+// attachments (which go through encoding/json and its time format). The
+// result shares nothing with r unless owned (r is not changed again).
+func cacheable(r *fieldsync.Record, owned bool) (fieldsync.Record, bool) {
 	if len(r.Conflicts) > 0 || len(r.Attachments) > 0 {
 		return fieldsync.Record{}, false
 	}
@@ -127,7 +128,10 @@ func cacheable(r *fieldsync.Record) (fieldsync.Record, bool) {
 			return fieldsync.Record{}, false
 		}
 	}
-	c := copyRecord(r)
+	c := *r
+	if !owned {
+		c = copyRecord(r)
+	}
 	if c.Review == nil {
 		c.Review = []string{}
 	}

@@ -94,7 +94,8 @@ func TestRecordCacheMatchesDatabase(t *testing.T) {
 	for step := range 200 {
 		rollBack := rng.IntN(5) == 0
 		changed := map[string]int64{}
-		err := st.Update(ctx, func(tx fieldsync.StoreTx) error {
+		err := st.Update(ctx, func(ftx fieldsync.StoreTx) error {
+			tx := ftx.(*tx)
 			for range 1 + rng.IntN(4) {
 				id := ids[rng.IntN(len(ids))]
 				if _, _, err := tx.Record("job", id); err != nil {
@@ -105,7 +106,11 @@ func TestRecordCacheMatchesDatabase(t *testing.T) {
 					v = c + 1
 				}
 				r := random(id, v)
-				if _, err := tx.PutRecord(&r); err != nil {
+				put := tx.PutRecord
+				if rng.IntN(2) == 0 {
+					put = tx.PutRecordOwned // r is not touched again
+				}
+				if _, err := put(&r); err != nil {
 					return err
 				}
 				changed[id] = v

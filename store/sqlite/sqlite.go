@@ -354,7 +354,13 @@ func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
 
 // PutRecord writes the record and, ahead of the op that goes with it, links
 // that op into the record's history (see link).
-func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
+func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) { return t.putRecord(r, false) }
+
+// PutRecordOwned is PutRecord of a record the caller will not change
+// again: the record cache keeps it without copying it.
+func (t *tx) PutRecordOwned(r *fieldsync.Record) (int64, error) { return t.putRecord(r, true) }
+
+func (t *tx) putRecord(r *fieldsync.Record, owned bool) (int64, error) {
 	if err := t.settle(); err != nil {
 		return 0, err
 	}
@@ -399,7 +405,7 @@ func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 		return 0, err
 	}
 	t.linkAhead(head, opRow)
-	if c, ok := cacheable(r); ok {
+	if c, ok := cacheable(r, owned); ok {
 		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow}, true)
 	} else {
 		t.remember(recordKey{r.Type, r.ID}, nil, true)
