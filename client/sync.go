@@ -74,8 +74,7 @@ func (e *Engine) Sync(ctx context.Context) (Report, error) {
 }
 
 type pending struct {
-	op  fieldsync.Op
-	raw []byte
+	op fieldsync.Op
 }
 
 // push sends every queued op in batches. Batches are pipelined: while one
@@ -153,21 +152,27 @@ type outgoing struct {
 
 // prepareBatch loads the next batch after seq `after`, marks it as being
 // sent (a crash from here on is seen when the device next syncs) and
-// encodes it. It returns nil when nothing is queued.
+// encodes it. It returns nil when nothing is queued. Loading and marking
+// are one transaction on the SQLite handle (see saveTx).
 func (e *Engine) prepareBatch(ctx context.Context, after int64) (*outgoing, error) {
-	batch, err := e.nextBatch(ctx, after)
+	var batch []pending
+	err := e.saveTx(ctx, func(stmt func(q string, args ...any) (*sqlite3.Stmt, error)) error {
+		var err error
+		batch, err = e.nextBatch(stmt, after)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		st, err := stmt(`UPDATE outbox SET status = 'sending', attempts = attempts + 1
+			WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'queued'`, seqList(batch))
+		if err != nil {
+			return err
+		}
+		return st.Exec()
+	})
 	if err != nil || len(batch) == 0 {
 		return nil, err
 	}
 	b := &outgoing{batch: batch, at: time.Now().UnixMilli()}
-	err = e.update(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sending', attempts = attempts + 1
-			WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'queued'`, seqList(batch))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
 	req := protocol.PushRequest{Device: e.deviceID, Ops: make([]protocol.Op, len(batch))}
 	for i := range batch {
 		req.Ops[i] = protocol.FromOp(&batch[i].op)
@@ -225,43 +230,55 @@ func (e *Engine) storeBatch(ctx context.Context, b *outgoing, rep *Report) (int,
 }
 
 // nextBatch loads queued ops after seq `after`, in device order, up to the
-// batch size and about half the server's body limit.
-func (e *Engine) nextBatch(ctx context.Context, after int64) ([]pending, error) {
+// batch size and about half the server's body limit, through stmt (see
+// saveTx).
+func (e *Engine) nextBatch(stmt func(q string, args ...any) (*sqlite3.Stmt, error), after int64) ([]pending, error) {
 	// An op whose predecessor was discarded names the op before that one
 	// instead: a discarded op is never sent again, so a server that lost
 	// it (restored from a backup) would otherwise wait for it forever.
-	rows, err := e.db.QueryContext(ctx, `SELECT o.seq, o.op_id, o.type, o.entity_id, o.kind, o.base_version,
+	st, err := stmt(`SELECT o.seq, o.op_id, o.type, o.entity_id, o.kind, o.base_version,
 		CASE WHEN p.status = 'discarded' THEN (SELECT coalesce(max(q.seq), 0) FROM outbox q
 			WHERE q.type = o.type AND q.entity_id = o.entity_id AND q.seq < o.seq AND q.status != 'discarded')
 		ELSE o.prev_seq END, o.fields, o.local_time, o.hlc
 		FROM outbox o LEFT JOIN outbox p ON p.seq = o.prev_seq
-		WHERE o.status = 'queued' AND o.seq > ? ORDER BY o.seq LIMIT ?`, after, e.cfg.BatchSize)
+		WHERE o.status = 'queued' AND o.seq > ? ORDER BY o.seq LIMIT ?`, after, int64(e.cfg.BatchSize))
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []pending
+	defer st.Reset()
+	out := make([]pending, 0, e.cfg.BatchSize)
 	size := 0
-	for rows.Next() {
+	var lastType, lastKind string
+	for st.Step() {
 		var p pending
-		var kind string
-		var local int64
-		if err := rows.Scan(&p.op.Seq, &p.op.ID, &p.op.EntityType, &p.op.EntityID, &kind, &p.op.BaseVersion, &p.op.PrevSeq, &p.raw, &local, &p.op.HLC); err != nil {
-			return nil, err
+		p.op.Seq = st.ColumnInt64(0)
+		p.op.ID = st.ColumnText(1)
+		// A batch is mostly of one type and a few kinds: their strings are
+		// shared.
+		if t := st.ColumnRawText(2); string(t) != lastType {
+			lastType = string(t)
 		}
-		p.op.Kind = fieldsync.OpKind(kind)
+		if k := st.ColumnRawText(4); string(k) != lastKind {
+			lastKind = string(k)
+		}
+		p.op.EntityType, p.op.Kind = lastType, fieldsync.OpKind(lastKind)
+		p.op.EntityID = st.ColumnText(3)
+		p.op.BaseVersion = st.ColumnInt64(5)
+		p.op.PrevSeq = st.ColumnInt64(6)
+		fields := st.ColumnRawText(7) // valid until the next step
+		p.op.LocalTime = time.UnixMilli(st.ColumnInt64(8)).UTC()
+		p.op.HLC = fieldsync.HLC(st.ColumnInt64(9))
 		p.op.DeviceID = e.deviceID
-		p.op.LocalTime = time.UnixMilli(local).UTC()
-		if err := json.Unmarshal(p.raw, &p.op.Fields); err != nil {
+		if err := json.Unmarshal(fields, &p.op.Fields); err != nil {
 			return nil, fmt.Errorf("outbox op %d: %w", p.op.Seq, err)
 		}
-		size += len(p.raw) + 200
+		size += len(fields) + 200
 		if len(out) > 0 && size > protocol.MaxBodyBytes/2 {
 			break
 		}
 		out = append(out, p)
 	}
-	return out, rows.Err()
+	return out, st.Err()
 }
 
 // The statements that store a batch's answers.
