@@ -178,6 +178,7 @@ func (e *Engine) prepareBatch(ctx context.Context, after int64) (*outgoing, erro
 		req.Ops[i] = protocol.FromOp(&batch[i].op)
 	}
 	var buf bytes.Buffer
+	buf.Grow(80 * len(batch)) // compressed, an op takes about 60 bytes
 	zw := gzpool.Get(&buf)
 	err = json.NewEncoder(zw).Encode(&req)
 	if err == nil {
