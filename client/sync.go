@@ -180,7 +180,10 @@ func (e *Engine) prepareBatch(ctx context.Context, after int64) (*outgoing, erro
 	var buf bytes.Buffer
 	buf.Grow(80 * len(batch)) // compressed, an op takes about 60 bytes
 	zw := gzpool.Get(&buf)
-	err = json.NewEncoder(zw).Encode(&req)
+	raw, err := protocol.AppendPushRequest(make([]byte, 0, 256*len(batch)), &req)
+	if err == nil {
+		_, err = zw.Write(append(raw, '\n')) // as json.Encoder writes it
+	}
 	if err == nil {
 		err = zw.Close()
 	}

@@ -99,3 +99,35 @@ func plainValue(v []byte) bool {
 	}
 	return len(v) > 0 && json.Valid(v)
 }
+
+// AppendPushRequest appends the JSON of req to b, exactly as json.Marshal
+// writes it, without encoding/json's second pass over what Op.MarshalJSON
+// wrote.
+func AppendPushRequest(b []byte, req *PushRequest) ([]byte, error) {
+	b = append(b, `{"device":`...)
+	if plainText(req.Device) {
+		b = append(b, '"')
+		b = append(b, req.Device...)
+		b = append(b, '"')
+	} else {
+		d, _ := json.Marshal(req.Device) // a string always encodes
+		b = append(b, d...)
+	}
+	if req.Ops == nil {
+		return append(b, `,"ops":null}`...), nil
+	}
+	b = append(b, `,"ops":[`...)
+	for i := range req.Ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		o, err := req.Ops[i].MarshalJSON()
+		if err != nil {
+			// Not JSON: let encoding/json say so, in its words.
+			_, err := json.Marshal(req)
+			return nil, err
+		}
+		b = append(b, o...)
+	}
+	return append(b, ']', '}'), nil
+}

@@ -59,10 +59,44 @@ func TestOpJSONMatchesEncodingJSON(t *testing.T) {
 			Device string     `json:"device"`
 			Ops    []opFields `json:"ops"`
 		}
+		if appended, err := AppendPushRequest([]byte("x"), &req); err != nil || !bytes.Equal(appended[1:], want2(t, &req)) || appended[0] != 'x' {
+			t.Fatalf("AppendPushRequest:\n%s (%v)\nencoding/json:\n%s", appended, err, want2(t, &req))
+		}
 		gotReq, err1 := json.Marshal(&req)
 		wantReq, err2 := json.Marshal(&plainRequest{Device: "d", Ops: []opFields{opFields(o), opFields(o)}})
 		if err1 != nil || err2 != nil || !bytes.Equal(gotReq, wantReq) {
 			t.Fatalf("push request:\n%s (%v)\nencoding/json:\n%s (%v)", gotReq, err1, wantReq, err2)
 		}
+	}
+}
+
+// want2 is json.Marshal of req, which must succeed.
+func want2(t *testing.T, req *PushRequest) []byte {
+	t.Helper()
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestAppendPushRequestOddCases covers what random ops do not: no ops, a
+// device id that needs escaping, and a field value that is not JSON.
+func TestAppendPushRequestOddCases(t *testing.T) {
+	for _, req := range []PushRequest{
+		{Device: "d"},
+		{Device: "d", Ops: []Op{}},
+		{Device: "dé<\"\n", Ops: []Op{{ID: "x", Kind: "update"}}},
+	} {
+		got, err := AppendPushRequest(nil, &req)
+		if want := want2(t, &req); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("AppendPushRequest(%+v) = %s (%v), encoding/json %s", req, got, err, want)
+		}
+	}
+	bad := PushRequest{Device: "d", Ops: []Op{{ID: "x", Fields: map[string]json.RawMessage{"a": json.RawMessage("{")}}}}
+	_, err := AppendPushRequest(nil, &bad)
+	_, want := json.Marshal(&bad)
+	if err == nil || want == nil || err.Error() != want.Error() {
+		t.Errorf("AppendPushRequest of a bad field: %v, encoding/json: %v", err, want)
 	}
 }
