@@ -273,7 +273,8 @@ func (e *Engine) nextBatch(stmt func(q string, args ...any) (*sqlite3.Stmt, erro
 		p.op.LocalTime = time.UnixMilli(st.ColumnInt64(8)).UTC()
 		p.op.HLC = fieldsync.HLC(st.ColumnInt64(9))
 		p.op.DeviceID = e.deviceID
-		if err := json.Unmarshal(fields, &p.op.Fields); err != nil {
+		var err error
+		if p.op.Fields, err = protocol.DecodeFields(fields); err != nil {
 			return nil, fmt.Errorf("outbox op %d: %w", p.op.Seq, err)
 		}
 		size += len(fields) + 200

@@ -458,3 +458,18 @@ func skipNumber(data []byte, i int) (int, bool) {
 	}
 	return i, true
 }
+
+// DecodeFields decodes a JSON object of field values exactly as
+// json.Unmarshal decodes it into a map[string]json.RawMessage, faster for
+// the usual shape (plain names). The values do not share memory with data.
+func DecodeFields(data []byte) (map[string]json.RawMessage, error) {
+	p := pushParser{data: data}
+	if m, ok := p.fields(); ok {
+		if p.ws(); p.i == len(data) {
+			return m, nil
+		}
+	}
+	var m map[string]json.RawMessage
+	err := json.Unmarshal(data, &m)
+	return m, err
+}

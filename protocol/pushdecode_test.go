@@ -100,3 +100,28 @@ func TestDecodePushFastTakesUsualBodies(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeFields holds DecodeFields to json.Unmarshal into a
+// map[string]json.RawMessage: same map, same error, nothing shared with
+// the input.
+func FuzzDecodeFields(f *testing.F) {
+	for _, s := range []string{`{"status":"in progress"}`, `{}`, ` { "a" : [1, 2] , "b":{"c":null} } `, `{"a":1,"a":2}`,
+		`{"A\u0041":1}`, `null`, `{"a":1} x`, `{"a":}`, `[]`, `{"a":"\u00e9"}`, "{\"a\":\"\xff\"}", `{"a":01}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want map[string]json.RawMessage
+		wantErr := json.Unmarshal(data, &want)
+		in := bytes.Clone(data)
+		got, gotErr := DecodeFields(in)
+		for i := range in {
+			in[i] = 'x'
+		}
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("DecodeFields(%q) error %v, json.Unmarshal %v", data, gotErr, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("DecodeFields(%q) = %q, json.Unmarshal %q", data, got, want)
+		}
+	})
+}
