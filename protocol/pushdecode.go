@@ -463,7 +463,7 @@ func skipNumber(data []byte, i int) (int, bool) {
 // json.Unmarshal decodes it into a map[string]json.RawMessage, faster for
 // the usual shape (plain names). The values do not share memory with data.
 func DecodeFields(data []byte) (map[string]json.RawMessage, error) {
-	p := pushParser{data: data}
+	p := pushParser{data: data, values: make([]byte, 0, len(data))} // the values fit
 	if m, ok := p.fields(); ok {
 		if p.ws(); p.i == len(data) {
 			return m, nil
