@@ -356,10 +356,18 @@ func describeJSONError(err error) string {
 // DecodePush decodes and checks a push body. Every op is checked for shape
 // (ids, sequence numbers, kinds, sizes); the schema check is the server's.
 func DecodePush(data []byte) (*PushRequest, error) {
-	var req PushRequest
-	if err := decodeStrict(data, &req); err != nil {
-		return nil, err
+	req, ok := decodePushFast(data)
+	if !ok {
+		req = &PushRequest{}
+		if err := decodeStrict(data, req); err != nil {
+			return nil, err
+		}
 	}
+	return checkPush(req)
+}
+
+// checkPush checks a decoded push request.
+func checkPush(req *PushRequest) (*PushRequest, error) {
 	if !deviceRE.MatchString(req.Device) {
 		return nil, invalid("device: want an id of 1-64 letters, digits, '_', '.', '-'")
 	}
@@ -380,7 +388,7 @@ func DecodePush(data []byte) (*PushRequest, error) {
 		}
 		seen[op.ID] = true
 	}
-	return &req, nil
+	return req, nil
 }
 
 func checkOp(op *Op, device string) error {

@@ -95,6 +95,14 @@ type opChecker interface {
 	CheckOp(opID, device string, seq, prev int64) (recorded *fieldsync.Result, seqHolder string, prevFound bool, err error)
 }
 
+// recordKeeper is an optional StoreTx capability: PutRecordOwned is
+// PutRecord of a record its caller will not change again, so a store that
+// keeps recent records in memory may keep this one as it is rather than a
+// copy.
+type recordKeeper interface {
+	PutRecordOwned(rec *fieldsync.Record) (int64, error)
+}
+
 // decideAndRecord decides an op that passed the op-log checks and records
 // its result in tx.
 func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op, now time.Time, office bool, by opAuthor, res fieldsync.Result) (fieldsync.Result, error) {
@@ -138,7 +146,11 @@ func decideAndRecord(tx fieldsync.StoreTx, sch *schema.Schema, op *fieldsync.Op,
 				rec.Number = fmt.Sprintf("%s%d", t.NumberPrefix, n)
 			}
 			rec.UpdatedAt = now
-			seq, err := tx.PutRecord(&rec)
+			put := tx.PutRecord
+			if k, ok := tx.(recordKeeper); ok {
+				put = k.PutRecordOwned // rec is only read from here on
+			}
+			seq, err := put(&rec)
 			if err != nil {
 				return res, err
 			}
@@ -304,13 +316,9 @@ func decide(rec *fieldsync.Record, exists bool, t *schema.EntityType, op *fields
 		// are kept, and the office sees them in its history.
 		rec.Version++
 		for _, name := range sortedKeys(op.Fields) {
-			var items []json.RawMessage
-			if cur, ok := rec.Fields[name]; ok {
-				_ = json.Unmarshal(cur, &items) // a list field holds a JSON array
-			}
+			cur, has := rec.Fields[name]
 			item, _ := json.Marshal(fieldsync.AppendItem{ID: op.ID, Value: op.Fields[name], By: op.DeviceID, At: op.LocalTime})
-			items = append(items, item)
-			rec.Fields[name], _ = json.Marshal(items)
+			rec.Fields[name] = appendToList(cur, has, item)
 			rec.Meta[name] = meta(rec.Version)
 		}
 		res.Status = fieldsync.StatusApplied
@@ -516,6 +524,9 @@ func orNull(v json.RawMessage) json.RawMessage {
 func jsonEqual(a, b json.RawMessage) bool {
 	if bytes.Equal(a, b) {
 		return true
+	}
+	if plainString(a) && plainString(b) {
+		return false
 	}
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {

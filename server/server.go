@@ -5,7 +5,6 @@
 package server
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/auth"
+	"github.com/fieldsync/fieldsync/internal/gzpool"
 	"github.com/fieldsync/fieldsync/protocol"
 	"github.com/fieldsync/fieldsync/schema"
 )
@@ -206,26 +206,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	json.NewEncoder(w).Encode(&body)
 }
 
-// gzipWriters keeps compressors for reuse: each holds about a megabyte of
-// state that would otherwise be allocated per response.
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return zw
-}}
-
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Vary", "Accept-Encoding")
-		zw := gzipWriters.Get().(*gzip.Writer)
-		zw.Reset(w)
+		zw := gzpool.Get(w)
 		if err := json.NewEncoder(zw).Encode(v); err != nil {
 			s.log.Warn("write response", "err", err)
 		}
 		zw.Close()
-		zw.Reset(nil)
-		gzipWriters.Put(zw)
+		gzpool.Put(zw)
 		return
 	}
 	if err := json.NewEncoder(w).Encode(v); err != nil {

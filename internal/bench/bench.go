@@ -28,6 +28,7 @@ import (
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/client"
+	"github.com/fieldsync/fieldsync/internal/cputime"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store/sqlite"
 )
@@ -109,6 +110,7 @@ const (
 	LocalSaveP99Ratio = "local_save_p99_fsync_ratio"
 	PushOpsPerS       = "push_ops_per_s"
 	PushOpMS          = "push_ms_per_op"
+	PushCPUPerOp      = "push_cpu_us_per_op"
 	PullRecordsPerS   = "pull_records_per_s"
 	WireBytesPerOp    = "wire_bytes_per_op"
 	WireBytesPerRec   = "wire_bytes_per_pulled_record"
@@ -145,6 +147,7 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	}
 	add(PushOpsPerS, push.opsPerS, "ops/s")
 	add(PushOpMS, 1000/push.opsPerS, "ms")
+	add(PushCPUPerOp, push.cpuPerOp, "µs")
 
 	pull, err := pullBench(ctx, &cfg)
 	if err != nil {
@@ -358,6 +361,7 @@ type pushWatch struct {
 	stage  string
 	total  int
 	end    time.Time
+	cpu    time.Duration // the process's CPU time at end
 	bytes  int64
 	report func(stage string, done, total int)
 }
@@ -367,6 +371,7 @@ func (w *pushWatch) progress(p client.Progress) {
 	defer w.mu.Unlock()
 	if p.Stage == "push" && w.ts != nil {
 		w.end = time.Now()
+		w.cpu = cputime.Process()
 		w.bytes = w.ts.bytes()
 	}
 	if w.stage != "" && p.Stage == "push" {
@@ -378,7 +383,7 @@ func (w *pushWatch) progress(p client.Progress) {
 func (w *pushWatch) arm(ts *testServer, stage string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.ts, w.stage, w.end, w.bytes = ts, stage, time.Time{}, 0
+	w.ts, w.stage, w.end, w.cpu, w.bytes = ts, stage, time.Time{}, 0, 0
 }
 
 func (w *pushWatch) result() (time.Time, int64) {
@@ -387,8 +392,16 @@ func (w *pushWatch) result() (time.Time, int64) {
 	return w.end, w.bytes
 }
 
+// cpuAtEnd returns the process's CPU time when the push ended.
+func (w *pushWatch) cpuAtEnd() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cpu
+}
+
 type pushResult struct {
 	opsPerS   float64
+	cpuPerOp  float64 // µs of the process's CPU (device and server) per op
 	wirePerOp float64
 	rtt       time.Duration
 }
@@ -445,7 +458,7 @@ func pushBench(ctx context.Context, cfg *Config) (pushResult, error) {
 	}
 	settle()
 	watch.arm(ts, "push")
-	start := time.Now()
+	start, startCPU := time.Now(), cputime.Process()
 	rep, err := eng.Sync(ctx)
 	if err != nil {
 		return res, err
@@ -456,6 +469,7 @@ func pushBench(ctx context.Context, cfg *Config) (pushResult, error) {
 			cfg.Ops, rep.Delivered, rep.Rejected, rep.Conflicts, rep.Retry)
 	}
 	res.opsPerS = float64(cfg.Ops) / end.Sub(start).Seconds()
+	res.cpuPerOp = float64((watch.cpuAtEnd() - startCPU).Microseconds()) / float64(cfg.Ops)
 
 	// Bytes on the wire per status update, in compressed batches.
 	watch.arm(nil, "")

@@ -36,7 +36,7 @@ func TestRunTiny(t *testing.T) {
 	}
 	want := []string{
 		FsyncFloorMS, LocalSaveP50MS, LocalSaveP99MS, LocalSaveRatio, LocalSaveP99Ratio, PushOpsPerS, PushOpMS,
-		PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS,
+		PushCPUPerOp, PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS,
 		PhotoPrepareMS, PhotoGoodputRatio, PhotoWastedRatio, PhotoGoodputBPS, PhotoLinkBytesPerS, PhotoBytesEach, PhotoLinkCuts,
 		RSSPeakMB,
 	}

@@ -27,6 +27,7 @@ var Targets = []Target{
 	{Metric: LocalSaveP99MS, Floor: FsyncFloorMS},
 	{Metric: PushOpsPerS, Min: 20000},
 	{Metric: PushOpMS},
+	{Metric: PushCPUPerOp},
 	{Metric: PullRecordsPerS, Min: 50000},
 	{Metric: WireBytesPerOp, Max: 200, Strict: true},
 	{Metric: WireBytesPerRec},

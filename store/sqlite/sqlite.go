@@ -26,7 +26,6 @@ import (
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/internal/sqlitedb"
-	"github.com/fieldsync/fieldsync/protocol"
 )
 
 //go:embed migrations/*.sql
@@ -36,7 +35,9 @@ var migrations embed.FS
 type Store struct {
 	db    *sql.DB
 	epoch string
-	mu    sync.Mutex // one writer
+	mu    sync.Mutex // one writer; guards the fields below
+	wconn *sql.Conn  // the connection that writes; nil until the first write
+	cache recordCache
 }
 
 var _ fieldsync.Store = (*Store)(nil)
@@ -77,22 +78,36 @@ func (s *Store) loadEpoch(ctx context.Context) error {
 func (s *Store) Epoch() string { return s.epoch }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.wconn != nil {
+		s.wconn.Close()
+		s.wconn = nil
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Update implements fieldsync.Store. The transaction runs on the
 // connection's SQLite handle directly, with statements prepared once per
 // transaction: a write batch runs several statements per op, and
-// database/sql would cost more than SQLite itself.
+// database/sql would cost more than SQLite itself. Writes always use the
+// same connection, so the record cache can tell its own commits from
+// others' (see cache.go).
 func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return unavailable(err)
+	if s.wconn == nil {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return unavailable(err)
+		}
+		s.wconn = conn
+		s.cache = recordCache{m: map[recordKey]*cachedRecord{}}
 	}
-	defer conn.Close()
+	conn := s.wconn
 	var fnErr error
-	err = conn.Raw(func(dc any) error {
+	err := conn.Raw(func(dc any) error {
 		dconn, ok := dc.(driver.Conn)
 		if !ok {
 			return fmt.Errorf("unexpected driver connection %T", dc)
@@ -104,7 +119,10 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 		if err := c.Exec(`BEGIN IMMEDIATE`); err != nil {
 			return err
 		}
-		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}}
+		t := &tx{ctx: ctx, c: c, stmts: map[string]*sqlite3.Stmt{}, chainState: chainState{devices: map[string]int64{}, maxSeqs: map[int64]int64{}}}
+		if cacheFits() {
+			t.cache, t.dirty = &s.cache, map[recordKey]*cachedRecord{}
+		}
 		// After a commit, nothing to do; after an error or a panic, the
 		// statements are finalized and the write lock released.
 		defer func() {
@@ -114,17 +132,33 @@ func (s *Store) Update(ctx context.Context, fn func(fieldsync.StoreTx) error) er
 				c.Exec(`ROLLBACK`)
 			}
 		}()
+		if err := t.checkDataVersion(); err != nil {
+			return err
+		}
 		if err := fn(t); err != nil {
 			fnErr = err
 			return nil
 		}
+		if err := t.settle(); err != nil {
+			return err
+		}
 		t.close()
-		return c.Exec(`COMMIT`)
+		if err := c.Exec(`COMMIT`); err != nil {
+			// Whether it was kept or not is not sure: start afresh.
+			clear(s.cache.m)
+			return err
+		}
+		t.commitCache()
+		return nil
 	})
 	if fnErr != nil {
 		return fnErr
 	}
 	if err != nil {
+		if badConn(err) {
+			s.wconn.Close()
+			s.wconn = nil
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
@@ -156,6 +190,9 @@ type tx struct {
 	c       *sqlite3.Conn
 	stmts   map[string]*sqlite3.Stmt
 	nextSeq int64 // 0 until loaded
+	chainState
+	cache *recordCache                // nil when off
+	dirty map[recordKey]*cachedRecord // records this transaction changed: their state, or nil if not known
 }
 
 func (t *tx) close() {
@@ -173,8 +210,8 @@ func (t *tx) fail(err error) error {
 	return unavailable(err)
 }
 
-// stmt returns the statement for q, bound to args (string, []byte, int64,
-// int, bool or nil).
+// stmt returns the statement for q, bound to args (string, []byte as
+// text, blob, int64, int, bool or nil).
 func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
 	st, ok := t.stmts[q]
 	if !ok {
@@ -191,6 +228,8 @@ func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
 			err = st.BindText(i+1, v)
 		case []byte:
 			err = st.BindRawText(i+1, v)
+		case blob:
+			err = st.BindBlob(i+1, v)
 		case int64:
 			err = st.BindInt64(i+1, v)
 		case int:
@@ -241,99 +280,7 @@ func (t *tx) row(q string, scan func(*sqlite3.Stmt) error, args ...any) (bool, e
 	return err == nil, err
 }
 
-const opColumns = `op_id, device_id, seq, prev_seq, entity_type, entity_id, kind, base_version, fields, local_time, received_at, result, change_seq`
-
 type scanner interface{ Scan(...any) error }
-
-func scanOp(row scanner) (fieldsync.OpEntry, error) {
-	var e fieldsync.OpEntry
-	var kind, fields, result string
-	var local, received int64
-	err := row.Scan(&e.Op.ID, &e.Op.DeviceID, &e.Op.Seq, &e.Op.PrevSeq, &e.Op.EntityType, &e.Op.EntityID,
-		&kind, &e.Op.BaseVersion, &fields, &local, &received, &result, &e.ChangeSeq)
-	if err != nil {
-		return e, err
-	}
-	return decodeOp(e, kind, []byte(fields), []byte(result), local, received)
-}
-
-func decodeOp(e fieldsync.OpEntry, kind string, fields, result []byte, local, received int64) (fieldsync.OpEntry, error) {
-	e.Op.Kind = fieldsync.OpKind(kind)
-	e.Op.LocalTime = time.UnixMilli(local).UTC()
-	e.ReceivedAt = time.UnixMilli(received).UTC()
-	if err := json.Unmarshal(fields, &e.Op.Fields); err != nil {
-		return e, fmt.Errorf("op %s fields: %w", e.Op.ID, err)
-	}
-	var w protocol.Result
-	if err := json.Unmarshal(result, &w); err != nil {
-		return e, fmt.Errorf("op %s result: %w", e.Op.ID, err)
-	}
-	e.Result = protocol.ToResult(&w)
-	return e, nil
-}
-
-// scanOpRaw reads an op row of opColumns from a raw statement.
-func scanOpRaw(st *sqlite3.Stmt) (fieldsync.OpEntry, error) {
-	var e fieldsync.OpEntry
-	e.Op.ID = st.ColumnText(0)
-	e.Op.DeviceID = st.ColumnText(1)
-	e.Op.Seq = st.ColumnInt64(2)
-	e.Op.PrevSeq = st.ColumnInt64(3)
-	e.Op.EntityType = st.ColumnText(4)
-	e.Op.EntityID = st.ColumnText(5)
-	e.Op.BaseVersion = st.ColumnInt64(7)
-	e.ChangeSeq = st.ColumnInt64(12)
-	return decodeOp(e, st.ColumnText(6), st.ColumnRawText(8), st.ColumnRawText(11), st.ColumnInt64(9), st.ColumnInt64(10))
-}
-
-func (t *tx) queryOp(q string, args ...any) (fieldsync.OpEntry, bool, error) {
-	var e fieldsync.OpEntry
-	ok, err := t.row(q, func(st *sqlite3.Stmt) (err error) {
-		e, err = scanOpRaw(st)
-		return err
-	}, args...)
-	return e, ok, err
-}
-
-func (t *tx) OpByID(opID string) (fieldsync.OpEntry, bool, error) {
-	return t.queryOp(`SELECT `+opColumns+` FROM ops WHERE op_id = ?`, opID)
-}
-
-func (t *tx) OpByDeviceSeq(device string, seq int64) (fieldsync.OpEntry, bool, error) {
-	return t.queryOp(`SELECT `+opColumns+` FROM ops WHERE device_id = ? AND seq = ?`, device, seq)
-}
-
-// CheckOp answers, in one query, the three op-log questions asked of an
-// incoming op: the result recorded for its id (nil if none), the op id
-// that already holds its (device, seq) ("" if none), and whether the
-// device's op prev is recorded (true when prev is 0). Recorded ops that
-// are only tested for presence are not decoded.
-func (t *tx) CheckOp(opID, device string, seq, prev int64) (*fieldsync.Result, string, bool, error) {
-	var recorded *fieldsync.Result
-	var holder string
-	var prevFound bool
-	_, err := t.row(`SELECT (SELECT result FROM ops WHERE op_id = ?1),
-		(SELECT op_id FROM ops WHERE device_id = ?2 AND seq = ?3),
-		?4 = 0 OR EXISTS (SELECT 1 FROM ops WHERE device_id = ?2 AND seq = ?4)`,
-		func(st *sqlite3.Stmt) error {
-			holder = st.ColumnText(1)
-			prevFound = st.ColumnBool(2)
-			if st.ColumnType(0) == sqlite3.NULL {
-				return nil
-			}
-			var w protocol.Result
-			if err := json.Unmarshal(st.ColumnRawText(0), &w); err != nil {
-				return fmt.Errorf("op %s result: %w", opID, err)
-			}
-			r := protocol.ToResult(&w)
-			recorded = &r
-			return nil
-		}, opID, device, seq, prev)
-	if err != nil {
-		return nil, "", false, err
-	}
-	return recorded, holder, prevFound, nil
-}
 
 const recordColumns = `type, id, number, version, deleted, fields, meta, review, seq, updated_at, conflicts, attachments`
 
@@ -386,18 +333,50 @@ func scanRecordRaw(st *sqlite3.Stmt) (fieldsync.Record, error) {
 }
 
 func (t *tx) Record(typ, id string) (fieldsync.Record, bool, error) {
+	if err := t.settle(); err != nil {
+		return fieldsync.Record{}, false, err
+	}
+	k := recordKey{typ, id}
+	if e, ok := t.take(k); ok {
+		t.cur = recordHead{typ: typ, id: id, known: true, row: e.row, lastOp: e.lastOp}
+		return e.rec, true, nil
+	}
 	var r fieldsync.Record
-	ok, err := t.row(`SELECT `+recordColumns+` FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
+	t.cur = recordHead{typ: typ, id: id, known: true}
+	ok, err := t.row(`SELECT `+recordColumns+`, rowid, last_op FROM records WHERE type = ? AND id = ?`, func(st *sqlite3.Stmt) (err error) {
+		t.cur.row, t.cur.lastOp = st.ColumnInt64(numRecordColumns), st.ColumnInt64(numRecordColumns+1)
 		r, err = scanRecordRaw(st)
 		return err
 	}, typ, id)
+	if err != nil {
+		t.cur = recordHead{}
+	}
 	if !ok || err != nil {
 		return fieldsync.Record{}, false, err
 	}
 	return r, true, nil
 }
 
-func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
+// PutRecord writes the record and, ahead of the op that goes with it, links
+// that op into the record's history (see link).
+func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) { return t.putRecord(r, false) }
+
+// PutRecordOwned is PutRecord of a record the caller will not change
+// again: the record cache keeps it without copying it.
+func (t *tx) PutRecordOwned(r *fieldsync.Record) (int64, error) { return t.putRecord(r, true) }
+
+func (t *tx) putRecord(r *fieldsync.Record, owned bool) (int64, error) {
+	if err := t.settle(); err != nil {
+		return 0, err
+	}
+	head, err := t.head(r.Type, r.ID)
+	if err != nil {
+		return 0, err
+	}
+	opRow, err := t.nextOpRow()
+	if err != nil {
+		return 0, err
+	}
 	if t.nextSeq == 0 {
 		if _, err := t.row(`SELECT coalesce(max(seq), 0) FROM records`, func(st *sqlite3.Stmt) error {
 			t.nextSeq = st.ColumnInt64(0) + 1
@@ -422,14 +401,23 @@ func (t *tx) PutRecord(r *fieldsync.Record) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	err = t.exec(`INSERT INTO records (`+recordColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (type, id) DO UPDATE SET number = excluded.number, version = excluded.version,
-		deleted = excluded.deleted, fields = excluded.fields, meta = excluded.meta,
-		review = excluded.review, seq = excluded.seq, updated_at = excluded.updated_at, conflicts = excluded.conflicts,
-		attachments = excluded.attachments`,
-		r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts, attachments)
+	if head.row != 0 {
+		err = t.exec(`UPDATE records SET number = ?, version = ?, deleted = ?, fields = ?, meta = ?,
+			review = ?, seq = ?, updated_at = ?, conflicts = ?, attachments = ?, last_op = ? WHERE rowid = ?`,
+			r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts, attachments, opRow, head.row)
+	} else {
+		err = t.exec(`INSERT INTO records (`+recordColumns+`, last_op) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			r.Type, r.ID, r.Number, r.Version, r.Deleted, fields, meta, review, r.Seq, r.UpdatedAt.UnixMilli(), conflicts, attachments, opRow)
+		head.row = t.c.LastInsertRowID()
+	}
 	if err != nil {
 		return 0, err
+	}
+	t.linkAhead(head, opRow)
+	if c, ok := cacheable(r, owned); ok {
+		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow}, true)
+	} else {
+		t.remember(recordKey{r.Type, r.ID}, nil, true)
 	}
 	return r.Seq, nil
 }
@@ -468,25 +456,6 @@ func (t *tx) NextNumber(counter string, start int64) (int64, error) {
 		err = unavailable(errors.New("counter: no value returned"))
 	}
 	return n, err
-}
-
-func (t *tx) RecordOp(e fieldsync.OpEntry) error {
-	fields := []byte("{}")
-	if e.Op.Fields != nil {
-		var err error
-		if fields, err = encodeFields(e.Op.Fields); err != nil {
-			return err
-		}
-	}
-	w := protocol.FromResult(&e.Result)
-	result, err := json.Marshal(&w)
-	if err != nil {
-		return err
-	}
-	return t.exec(`INSERT INTO ops (`+opColumns+`, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		e.Op.ID, e.Op.DeviceID, e.Op.Seq, e.Op.PrevSeq, e.Op.EntityType, e.Op.EntityID,
-		string(e.Op.Kind), e.Op.BaseVersion, fields, e.Op.LocalTime.UnixMilli(), e.ReceivedAt.UnixMilli(), result, e.ChangeSeq,
-		string(e.Result.Status))
 }
 
 // Changes implements fieldsync.Store. Like Update, it reads through the
@@ -569,19 +538,6 @@ func (s *Store) raw(ctx context.Context, fn func(*sqlite3.Conn) error) error {
 	return nil
 }
 
-// ChangeTag implements fieldsync.Store.
-func (s *Store) ChangeTag(ctx context.Context, seq int64) (string, bool, error) {
-	var id string
-	err := s.db.QueryRowContext(ctx, `SELECT op_id FROM ops WHERE change_seq = ? AND change_seq > 0`, seq).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, unavailable(err)
-	}
-	return fieldsync.ChangeTag(id), true, nil
-}
-
 // Record implements fieldsync.Store.
 func (s *Store) Record(ctx context.Context, typ, id string) (fieldsync.Record, error) {
 	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM records WHERE type = ? AND id = ?`, typ, id))
@@ -592,36 +548,6 @@ func (s *Store) Record(ctx context.Context, typ, id string) (fieldsync.Record, e
 		return r, unavailable(err)
 	}
 	return r, nil
-}
-
-// OpEntry implements fieldsync.Store.
-func (s *Store) OpEntry(ctx context.Context, opID string) (fieldsync.OpEntry, error) {
-	e, err := scanOp(s.db.QueryRowContext(ctx, `SELECT `+opColumns+` FROM ops WHERE op_id = ?`, opID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, fieldsync.Errorf(fieldsync.ENotFound, "the server has no op %s", opID)
-	}
-	if err != nil {
-		return e, unavailable(err)
-	}
-	return e, nil
-}
-
-// RecordOps implements fieldsync.Store.
-func (s *Store) RecordOps(ctx context.Context, typ, id string) ([]fieldsync.OpEntry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+opColumns+` FROM ops WHERE entity_type = ? AND entity_id = ? ORDER BY rowid`, typ, id)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	defer rows.Close()
-	var out []fieldsync.OpEntry
-	for rows.Next() {
-		e, err := scanOp(rows)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }
 
 // DB exposes the database to tests and admin tools in this module.
@@ -935,7 +861,7 @@ func encodeMeta(m map[string]fieldsync.FieldMeta) ([]byte, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	out := make([]byte, 0, 2+len(m)*96)
+	out := make([]byte, 0, 2+len(m)*192) // an entry with two UUIDs and a clock is about 180 bytes
 	out = append(out, '{')
 	str := func(key, v string, omitEmpty bool) {
 		if omitEmpty && v == "" {

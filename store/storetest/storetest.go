@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) fieldsync.Store, opts ...Option) 
 		{"ChangeTag", testChangeTag},
 		{"NotFound", testNotFound},
 		{"RecordOps", testRecordOps},
+		{"RecordHistory", testRecordHistory},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
 	tests = append(tests, blobTests...)
