@@ -38,7 +38,7 @@ func TestRunTiny(t *testing.T) {
 		FsyncFloorMS, LocalSaveP50MS, LocalSaveP99MS, LocalSaveRatio, LocalSaveP99Ratio, PushOpsPerS, PushOpMS,
 		PushCPUPerOp, PullRecordsPerS, WireBytesPerOp, WireBytesPerRec, LoopbackRTTMS,
 		PhotoPrepareMS, PhotoGoodputRatio, PhotoWastedRatio, PhotoGoodputBPS, PhotoLinkBytesPerS, PhotoBytesEach, PhotoLinkCuts,
-		RSSPeakMB,
+		RSSPeakMB, RSSPeakAllMB,
 	}
 	seen := map[string]int{}
 	for _, m := range metrics {

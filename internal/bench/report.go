@@ -52,6 +52,7 @@ var Targets = []Target{
 	{Metric: WireBytesPerOpRatio, Max: 1, Strict: true},
 	{Metric: GrowthPerOpRatio},
 	{Metric: RSSPeakMB, Max: 100, Strict: true},
+	{Metric: RSSPeakAllMB},
 }
 
 // Describe says the target in words, "" when there is none.
