@@ -86,13 +86,11 @@ func diskFull(ctx context.Context, r *run) error {
 }
 
 // clearFullMessage says whether an error tells a person the disk is the
-// trouble. The device database reports a write it could not make, for
-// want of space (ENOSPC) or past a file size limit (EFBIG), as SQLite's
-// "disk I/O error": that names the disk, if not that it is full, and is
-// accepted; the run's notes show the message as it was.
+// trouble: the device engine reports a write it could not make for want
+// of space (or past a file size limit) as storage_full, saying so.
 func clearFullMessage(msg string, _ bool) bool {
 	m := strings.ToLower(msg)
-	for _, s := range []string{"full", "no space", "file too large", "storage", "disk i/o error"} {
+	for _, s := range []string{"storage is full", "no space", "storage_full", "limit"} {
 		if strings.Contains(m, s) {
 			return true
 		}

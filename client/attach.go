@@ -225,7 +225,7 @@ func (e *Engine) Attach(ctx context.Context, typ, id string, in AttachInput) (fi
 	op = fieldsync.Op{
 		ID: uuid.Must(uuid.NewV7()).String(), DeviceID: e.deviceID, Kind: fieldsync.KindAttach,
 		EntityType: typ, EntityID: id, Fields: map[string]json.RawMessage{fieldsync.AttachField: raw},
-		LocalTime: time.Now().UTC(),
+		LocalTime: e.now().UTC(),
 	}
 	if err := checkChange(&op); err != nil {
 		return fieldsync.Attachment{}, op, err
@@ -235,7 +235,7 @@ func (e *Engine) Attach(ctx context.Context, typ, id string, in AttachInput) (fi
 		return fieldsync.Attachment{}, op, err
 	}
 	if err := e.storeAttachment(ctx, &op, fields, att, prep, thumb, inputSize); err != nil {
-		return fieldsync.Attachment{}, op, fmt.Errorf("store the attachment: %w", err)
+		return fieldsync.Attachment{}, op, fmt.Errorf("store the attachment: %w", e.diskFull(err))
 	}
 	select {
 	case e.kick <- struct{}{}:

@@ -429,7 +429,7 @@ func (e *Engine) Save(ctx context.Context, c Change) (fieldsync.Op, error) {
 	}
 	err = e.saveTx(ctx, func(stmt stmtFunc) error { return queueOp(stmt, &op, fields) })
 	if err != nil {
-		return op, fmt.Errorf("save: %w", err)
+		return op, fmt.Errorf("save: %w", e.diskFull(err))
 	}
 	select {
 	case e.kick <- struct{}{}:
