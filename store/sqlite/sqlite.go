@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/driver"
@@ -227,7 +228,13 @@ func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
 		case string:
 			err = st.BindText(i+1, v)
 		case []byte:
-			err = st.BindRawText(i+1, v)
+			if v == nil {
+				err = st.BindNull(i + 1)
+			} else {
+				// BindText copies the text into SQLite before it returns;
+				// BindRawText would first copy it into a Go string.
+				err = st.BindText(i+1, unsafe.String(unsafe.SliceData(v), len(v)))
+			}
 		case blob:
 			err = st.BindBlob(i+1, v)
 		case int64:
