@@ -413,9 +413,9 @@ func (t *tx) putRecord(r *fieldsync.Record, owned bool) (int64, error) {
 	}
 	t.linkAhead(head, opRow)
 	if c, ok := cacheable(r, owned); ok {
-		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow}, true)
+		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow})
 	} else {
-		t.remember(recordKey{r.Type, r.ID}, nil, true)
+		t.remember(recordKey{r.Type, r.ID}, nil)
 	}
 	return r.Seq, nil
 }
