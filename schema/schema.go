@@ -281,6 +281,26 @@ func sortedFieldNames(t *EntityType) []string {
 	return names
 }
 
+// plainString returns the JSON string v as json.Unmarshal would when it
+// has no escapes, no control characters and is valid UTF-8: then it is
+// the bytes between the quotes. Every op's values are checked here, and
+// most are such strings.
+func plainString(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	in := v[1 : len(v)-1]
+	for _, c := range in {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
+}
+
 func isNull(v json.RawMessage) bool {
 	return len(bytes.TrimSpace(v)) == 0 || string(bytes.TrimSpace(v)) == "null"
 }
@@ -292,9 +312,11 @@ func (f *Field) check(v json.RawMessage) error {
 	}
 	switch f.Type {
 	case TypeString, TypeEnum, TypeTime:
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return fmt.Errorf("want a string")
+		s, plain := plainString(v)
+		if !plain {
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("want a string")
+			}
 		}
 		if !utf8.ValidString(s) {
 			return fmt.Errorf("not valid UTF-8")

@@ -2,6 +2,7 @@ package schema_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -397,6 +398,45 @@ func TestParseSettle(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want a reason naming %q", body, err, want)
+		}
+	}
+}
+
+// TestPlainAndEscapedStringsCheckAlike checks string values written plainly
+// and with escapes: each pair must be accepted or refused alike, with the
+// same message, by every string-like field of the default schema and by an
+// enum.
+func TestPlainAndEscapedStringsCheckAlike(t *testing.T) {
+	sch, err := schema.Parse([]byte(`{"version":1,"types":{"job":{"fields":{
+		"title":{"type":"string","max":5,"policy":"last-writer-wins"},
+		"status":{"type":"enum","values":["new","in progress","é"],"policy":"manual"},
+		"due":{"type":"time","policy":"last-writer-wins"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	escape := func(s string) string {
+		var b strings.Builder
+		b.WriteByte('"')
+		for _, r := range s {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		b.WriteByte('"')
+		return b.String()
+	}
+	for _, v := range []string{"new", "in progress", "é", "hello", "too long!", "", "2024-07-03T09:30:00Z", "not a time", "naïve"} {
+		plain, _ := json.Marshal(v)
+		for _, field := range []string{"title", "status", "due"} {
+			check := func(raw string) string {
+				op := fieldsync.Op{ID: "0190a6c4-1b2c-7d3e-8f40-000000000001", DeviceID: "d", Seq: 1, EntityType: "job", EntityID: "j1",
+					Kind: fieldsync.KindUpdate, BaseVersion: 1, Fields: map[string]json.RawMessage{field: json.RawMessage(raw)}}
+				if err := sch.CheckOp(&op, false); err != nil {
+					return err.Error()
+				}
+				return ""
+			}
+			if a, b := check(string(plain)), check(escape(v)); a != b {
+				t.Errorf("%s = %s: %q; written with escapes: %q", field, plain, a, b)
+			}
 		}
 	}
 }

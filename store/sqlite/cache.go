@@ -22,7 +22,7 @@ import (
 // records it last wrote, decoded, as committed, so the next op on one of
 // them starts from memory. Record hands the cached record itself to its
 // caller and forgets it (the caller may change it); PutRecord keeps a copy
-// of what it writes.
+// of what it writes, PutRecordOwned the record itself.
 //
 // It is right only while every change to the records table goes through
 // this store's write transactions (PutRecord and the history chain in
@@ -168,35 +168,30 @@ func (t *tx) take(k recordKey) (*cachedRecord, bool) {
 	return e, true
 }
 
-// remember keeps the state of a record this transaction read (as it is
-// committed) or wrote (written) for later ops; nil forgets what was known.
-func (t *tx) remember(k recordKey, e *cachedRecord, written bool) {
-	if t.cache == nil {
-		return
-	}
-	if _, dirty := t.dirty[k]; dirty || written {
+// remember keeps the state of a record this transaction changed, for
+// later ops and for the cache once the transaction commits; nil means
+// not known (the record is then dropped from the cache at commit).
+func (t *tx) remember(k recordKey, e *cachedRecord) {
+	if t.cache != nil {
 		t.dirty[k] = e
-		return
-	}
-	if e != nil {
-		t.cache.put(k, e)
 	}
 }
 
-// movedHead notes that the chain head of the record at row moved to
-// lastOp.
+// movedHead notes that the chain head of the record moved to lastOp. The
+// record's entry moves out of the committed cache into the transaction's
+// changes: the two must not share the record, which the next op may take
+// and change before the transaction rolls back.
 func (t *tx) movedHead(k recordKey, lastOp int64) {
 	if t.cache == nil {
 		return
 	}
-	e, _ := t.cached(k)
-	if e == nil {
-		t.remember(k, nil, true)
+	e, ok := t.take(k)
+	if !ok {
+		t.remember(k, nil)
 		return
 	}
-	moved := *e
-	moved.lastOp = lastOp
-	t.remember(k, &moved, true)
+	e.lastOp = lastOp
+	t.remember(k, e)
 }
 
 // commitCache hands the transaction's changes to the cache once its

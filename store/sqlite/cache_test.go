@@ -30,7 +30,7 @@ func TestRecordCacheMatchesDatabase(t *testing.T) {
 	}
 	defer st.Close()
 	rng := rand.New(rand.NewPCG(codecSeed(t), 2))
-	ids := []string{"a", "b", "c", "d", "e", "f"}
+	ids := []string{"a", "b", "c", "d"}
 	values := []string{`"plain"`, `12`, `[1, 2]`, `{"a":"<b>"}`, `"é"`, `"x y"`, `null`, `true`}
 	zone := time.FixedZone("east", 3*3600)
 	random := func(id string, version int64) fieldsync.Record {
@@ -91,15 +91,26 @@ func TestRecordCacheMatchesDatabase(t *testing.T) {
 			t.Fatalf("step %d: %v", step, err)
 		}
 	}
-	for step := range 200 {
+	for step := range 400 {
 		rollBack := rng.IntN(5) == 0
 		changed := map[string]int64{}
 		err := st.Update(ctx, func(ftx fieldsync.StoreTx) error {
 			tx := ftx.(*tx)
-			for range 1 + rng.IntN(4) {
+			for range 1 + rng.IntN(6) {
 				id := ids[rng.IntN(len(ids))]
-				if _, _, err := tx.Record("job", id); err != nil {
+				got, ok, err := tx.Record("job", id)
+				if err != nil {
 					return err
+				}
+				if ok && rng.IntN(2) == 0 {
+					// What the caller does with the record it read stays
+					// with it, whether it writes it back or not.
+					got.Fields["scribble"] = json.RawMessage(`1`)
+					got.Meta["scribble"] = fieldsync.FieldMeta{Version: 99}
+					got.Review = append(got.Review, "scribble")
+				}
+				if rng.IntN(4) == 0 {
+					continue // read, not written (a rejected op)
 				}
 				v := version[id] + 1
 				if c, ok := changed[id]; ok {
@@ -114,7 +125,7 @@ func TestRecordCacheMatchesDatabase(t *testing.T) {
 					return err
 				}
 				changed[id] = v
-				if rng.IntN(3) == 0 {
+				if rng.IntN(2) == 0 {
 					// A rejected op moves the record's history along
 					// without changing the record.
 					other := ids[rng.IntN(len(ids))]
@@ -147,6 +158,56 @@ func TestRecordCacheMatchesDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		check(step)
+		if rollBack || step%5 == 4 {
+			// After a rollback, and now and then: reading a record takes
+			// it out of the cache, and what is checked is a cache that
+			// lived through several transactions.
+			check(step)
+		}
+	}
+	check(-1)
+}
+
+// TestRecordCacheRejectedOpThenRollBack: an op recorded on a cached record
+// without changing it, then the record read and changed by the next op,
+// then the transaction rolled back: the next transaction must see the
+// record as committed, not the changed copy.
+func TestRecordCacheRejectedOpThenRollBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rec := fieldsync.Record{Type: "job", ID: "x", Version: 1, UpdatedAt: time.UnixMilli(1000).UTC(),
+		Fields: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, Meta: map[string]fieldsync.FieldMeta{}}
+	if err := st.Update(ctx, func(ftx fieldsync.StoreTx) error { _, err := ftx.PutRecord(&rec); return err }); err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(ctx, func(ftx fieldsync.StoreTx) error {
+		if err := ftx.RecordOp(fieldsync.OpEntry{Op: fieldsync.Op{ID: "0190a6c4-1b2c-7d3e-8f40-000000000001", DeviceID: "d", Seq: 1, EntityType: "job", EntityID: "x", Kind: "update"}, Result: fieldsync.Result{Status: "rejected"}}); err != nil {
+			return err
+		}
+		got, _, err := ftx.Record("job", "x")
+		if err != nil {
+			return err
+		}
+		got.Fields["scribble"] = json.RawMessage(`2`)
+		return errors.New("roll back")
+	})
+	if err == nil || err.Error() != "roll back" {
+		t.Fatalf("update: %v", err)
+	}
+	var got fieldsync.Record
+	if err := st.Update(ctx, func(ftx fieldsync.StoreTx) (err error) {
+		got, _, err = ftx.Record("job", "x")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := st.Record(ctx, "job", "x")
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the rollback, a transaction reads\n%+v\nthe database holds\n%+v (%v)", got, want, err)
 	}
 }

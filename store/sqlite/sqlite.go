@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/driver"
@@ -227,7 +228,13 @@ func (t *tx) stmt(q string, args ...any) (*sqlite3.Stmt, error) {
 		case string:
 			err = st.BindText(i+1, v)
 		case []byte:
-			err = st.BindRawText(i+1, v)
+			if v == nil {
+				err = st.BindNull(i + 1)
+			} else {
+				// BindText copies the text into SQLite before it returns;
+				// BindRawText would first copy it into a Go string.
+				err = st.BindText(i+1, unsafe.String(unsafe.SliceData(v), len(v)))
+			}
 		case blob:
 			err = st.BindBlob(i+1, v)
 		case int64:
@@ -415,9 +422,9 @@ func (t *tx) putRecord(r *fieldsync.Record, owned bool) (int64, error) {
 	}
 	t.linkAhead(head, opRow)
 	if c, ok := cacheable(r, owned); ok {
-		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow}, true)
+		t.remember(recordKey{r.Type, r.ID}, &cachedRecord{rec: c, row: head.row, lastOp: opRow})
 	} else {
-		t.remember(recordKey{r.Type, r.ID}, nil, true)
+		t.remember(recordKey{r.Type, r.ID}, nil)
 	}
 	return r.Seq, nil
 }
