@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"math"
@@ -126,6 +127,8 @@ func ActionOf(method, path string) (Action, error) {
 		return byMethod(map[string]Action{http.MethodGet: ActionReadOp})
 	case len(seg) == 2 && seg[0] == "blobs":
 		return byMethod(map[string]Action{http.MethodGet: ActionDownload})
+	case len(seg) == 1 && seg[0] == "enrolments":
+		return byMethod(map[string]Action{http.MethodPost: ActionIssueEnrolment})
 	case seg[0] == "files" && len(seg) <= 2:
 		return ActionUpload, nil
 	}
@@ -323,4 +326,49 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return log
+}
+
+// Issuer makes one-time enrolment codes.
+type Issuer interface {
+	IssueEnrolment(ctx context.Context, org, user, issuedBy string) (Enrolment, error)
+}
+
+// EnrolmentsHandler serves POST /v1/enrolments behind Middleware: an
+// office principal asks for a one-time code to enrol a device of a user
+// of its own organisation. The code is in the answer only; the store
+// keeps its hash.
+func EnrolmentsHandler(iss Issuer, log *slog.Logger) http.Handler {
+	log = orDiscard(log)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		p, ok := FromContext(r.Context())
+		var err error = fieldsync.Errorf(fieldsync.ETokenMissing, "a dispatcher's or an admin's token is required")
+		if ok {
+			err = nil
+			if d := DecideAction(p, ActionIssueEnrolment, p.Org); !d.Allow {
+				err = d.Err()
+			}
+		}
+		var body []byte
+		if err == nil {
+			if err = checkContentType(r); err == nil {
+				body, err = protocol.ReadBody(r.Body, r.Header.Get("Content-Encoding"), protocol.MaxAuthBodyBytes)
+			}
+		}
+		var req *protocol.EnrolmentRequest
+		if err == nil {
+			req, err = protocol.DecodeEnrolmentRequest(body)
+		}
+		var e Enrolment
+		if err == nil {
+			e, err = iss.IssueEnrolment(r.Context(), p.Org, req.User, p.User)
+		}
+		if err != nil {
+			log.Info("enrolment code refused", "org", p.Org, "by", p.User, "code", fieldsync.ErrorCode(err))
+			WriteError(w, err)
+			return
+		}
+		log.Info("enrolment code issued", "org", e.Org, "user", e.User, "by", p.User, "expires", e.Expires)
+		writeJSON(w, &protocol.EnrolmentResponse{Code: e.Code, User: e.User, Org: e.Org, Expires: e.Expires})
+	})
 }

@@ -249,6 +249,25 @@ func TestAccessMatrix(t *testing.T) {
 	w.call("", http.MethodPost, protocol.PathLogin, protocol.LoginRequest{Org: "acme", User: "dora", Password: "dora-password-1"}, http.StatusOK, "", &login)
 	dora := login.Token
 
+	t.Run("enrolment codes come from the office, for its own users", func(t *testing.T) {
+		w.unchanged("acme", func() {
+			w.call(ana, http.MethodPost, protocol.PathEnrolments, protocol.EnrolmentRequest{User: "ana"}, http.StatusForbidden, "forbidden", nil)
+			w.call("", http.MethodPost, protocol.PathEnrolments, protocol.EnrolmentRequest{User: "ana"}, http.StatusUnauthorized, "token_missing", nil)
+			w.call(dora, http.MethodPost, protocol.PathEnrolments, protocol.EnrolmentRequest{User: "olga"}, http.StatusNotFound, "not_found", nil)
+		})
+		var code protocol.EnrolmentResponse
+		w.call(dora, http.MethodPost, protocol.PathEnrolments, protocol.EnrolmentRequest{User: "ana"}, http.StatusOK, "", &code)
+		if code.Code == "" || code.User != "ana" || code.Org != "acme" || !code.Expires.After(time.Now()) {
+			t.Fatalf("enrolment answer %+v", code)
+		}
+		var dev protocol.EnrollResponse
+		w.call("", http.MethodPost, protocol.PathEnroll, protocol.EnrollRequest{Code: code.Code, DeviceName: "ana's phone"}, http.StatusOK, "", &dev)
+		if dev.User != "ana" || dev.Org != "acme" || dev.Token == "" {
+			t.Fatalf("enrolled with the office's code: %+v", dev)
+		}
+		w.call("", http.MethodPost, protocol.PathEnroll, protocol.EnrollRequest{Code: code.Code, DeviceName: "again"}, http.StatusUnauthorized, "enrolment_invalid", nil)
+	})
+
 	// The office makes one work order for each worker.
 	create := func(assignee string) string {
 		var c protocol.Created

@@ -55,6 +55,9 @@ type Front struct {
 	log *slog.Logger
 	ids *authsqlite.Store
 	mux *http.ServeMux
+	// enrolments serves POST /v1/enrolments: codes from the identity
+	// store, for the principal's own organisation.
+	enrolments http.Handler
 
 	mu     sync.Mutex
 	orgs   map[string]*orgServer
@@ -99,6 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Front, error) {
 	}
 	f.mux = http.NewServeMux()
 	f.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	f.enrolments = auth.EnrolmentsHandler(ids, f.log)
 	f.mux.Handle(protocol.PathEnroll, auth.EnrollHandler(ids, alim, f.log))
 	f.mux.Handle(protocol.PathLogin, auth.LoginHandler(ids, alim, f.log))
 	f.mux.Handle("/v1/", auth.Middleware(ids, plim, f.log, f.handler))
@@ -122,7 +126,13 @@ func (f *Front) handler(p auth.Principal) http.Handler {
 		f.log.Error("open organisation", "org", p.Org, "err", err)
 		return nil
 	}
-	return o.srv
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == protocol.PathEnrolments {
+			f.enrolments.ServeHTTP(w, r)
+			return
+		}
+		o.srv.ServeHTTP(w, r)
+	})
 }
 
 // Org returns the server of an organisation and its store, opening them

@@ -85,6 +85,12 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("session: %v %v", ok, err)
 	}
 	t.Setenv("FIELDSYNC_TOKEN", sess.Token)
+	// The dispatcher issues a code; a second device of ana enrols with it.
+	issued := mustCLI(t, "office", "enrol-code", "--server", srv, "--user", "ana")
+	contains(t, "office enrol-code", issued, "enrolment code for ana (demo)", "works once")
+	enrolCode := regexp.MustCompile(`--code (\S+)`).FindStringSubmatch(issued)[1]
+	contains(t, "enroll with the office's code", mustCLI(t, "enroll", "--dir", filepath.Join(dir, "second"), "--server", srv, "--code", enrolCode),
+		"enrolled device", "for ana in demo")
 	if strings.Index(out, "office edit") > strings.Index(out, "settle --dir") {
 		t.Errorf("the demo prints the settle command before the conflict it settles:\n%s", out)
 	}

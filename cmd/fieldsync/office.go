@@ -18,7 +18,7 @@ import (
 	"github.com/fieldsync/fieldsync/protocol"
 )
 
-const officeUsage = `Usage: fieldsync office create|edit|settle|show --server URL [flags]
+const officeUsage = `Usage: fieldsync office create|edit|settle|show|enrol-code --server URL [flags]
 
 What a dispatcher does from the office, over the server's HTTP API:
 
@@ -27,6 +27,7 @@ What a dispatcher does from the office, over the server's HTTP API:
   office settle --id ID --field F (--keep-server | --take-device | --value V) [--note TEXT]
                                                       settle a conflict (POST /v1/records/T/ID/settle)
   office show   --id ID                               the record, its conflicts and its op history
+  office enrol-code --user USER                       a one-time code to enrol a device of USER (POST /v1/enrolments)
 
 An edit names the version it was based on (--base; default: the server's
 current one). A field that a device changed after that version goes to the
@@ -53,8 +54,10 @@ func runOffice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runOfficeSettle(ctx, args[1:], stdout)
 	case "show":
 		return runOfficeShow(ctx, args[1:], stdout)
+	case "enrol-code":
+		return runOfficeEnrolCode(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("office: unknown action %q: want create, edit, settle or show; see fieldsync office --help", args[0])
+	return fmt.Errorf("office: unknown action %q: want create, edit, settle, show or enrol-code; see fieldsync office --help", args[0])
 }
 
 const officeCreateUsage = `Usage: fieldsync office create --server URL [--type TYPE] --set NAME=VALUE [--set NAME=VALUE...]
@@ -564,4 +567,44 @@ func printHistory(w io.Writer, ops []protocol.OpEntry) {
 			fmt.Fprintf(w, "%soverridden: %s\n", indent, overriddenText(o, e.Op.Device, e.Op.Fields[o.Field]))
 		}
 	}
+}
+
+const officeEnrolCodeUsage = `Usage: fieldsync office enrol-code --server URL --user USER
+
+Ask the server for a one-time code that enrols one device of USER, a user of
+the dispatcher's own organisation. Give the code to the person; on the
+device: fieldsync enroll --server URL --code CODE. The code works once and
+expires (24 hours by default); the server keeps only its hash. Needs a
+dispatcher's or an admin's session (fieldsync login) or --token.
+`
+
+func runOfficeEnrolCode(ctx context.Context, args []string, stdout io.Writer) error {
+	cmd := newCommand("office enrol-code", officeEnrolCodeUsage)
+	server, _, timeout := officeFlags(cmd)
+	user := cmd.String("user", "", "the `USER` whose device the code enrols")
+	pos, err := cmd.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := cmd.noArgs(pos); err != nil {
+		return err
+	}
+	if *user == "" {
+		return cmd.usageError("name the user with --user")
+	}
+	oc, err := newOfficeClient(cmd, *server, *timeout)
+	if err != nil {
+		return err
+	}
+	var out protocol.EnrolmentResponse
+	if err := oc.do(ctx, http.MethodPost, protocol.PathEnrolments, &protocol.EnrolmentRequest{User: *user}, &out); err != nil {
+		var fe *fieldsync.Error
+		if errors.As(err, &fe) {
+			return fmt.Errorf("office enrol-code: the server refused: %s (%s)", fe.Message, fe.Code)
+		}
+		return fmt.Errorf("office enrol-code: %w", err)
+	}
+	fmt.Fprintf(stdout, "enrolment code for %s (%s): %s\nworks once, until %s\non the device: fieldsync enroll --server %s --code %s\n",
+		out.User, out.Org, out.Code, out.Expires.Local().Format("2006-01-02 15:04"), oc.base, out.Code)
+	return nil
 }
