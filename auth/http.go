@@ -16,38 +16,9 @@ import (
 	"github.com/fieldsync/fieldsync/protocol"
 )
 
-// statusOf maps the codes this package answers with to HTTP statuses. The
-// sync API's table (server.HTTPStatus) must give the same statuses for
-// the identity codes.
-var statusOf = map[fieldsync.Code]int{
-	fieldsync.EInvalidJSON:      http.StatusBadRequest,
-	fieldsync.EInvalidRequest:   http.StatusBadRequest,
-	fieldsync.ETooLarge:         http.StatusRequestEntityTooLarge,
-	fieldsync.EUnsupportedMedia: http.StatusUnsupportedMediaType,
-	fieldsync.ENotFound:         http.StatusNotFound,
-	fieldsync.EMethodNotAllowed: http.StatusMethodNotAllowed,
-	fieldsync.EUnavailable:      http.StatusServiceUnavailable,
-	fieldsync.EInternal:         http.StatusInternalServerError,
-	fieldsync.EServerOwned:      http.StatusUnprocessableEntity,
-	fieldsync.ETokenMissing:     http.StatusUnauthorized,
-	fieldsync.ETokenInvalid:     http.StatusUnauthorized,
-	fieldsync.ETokenExpired:     http.StatusUnauthorized,
-	fieldsync.ETokenRevoked:     http.StatusUnauthorized,
-	fieldsync.ELoginFailed:      http.StatusUnauthorized,
-	fieldsync.EEnrolmentInvalid: http.StatusUnauthorized,
-	fieldsync.EEnrolmentExpired: http.StatusUnauthorized,
-	fieldsync.EForbidden:        http.StatusForbidden,
-	fieldsync.ERateLimited:      http.StatusTooManyRequests,
-}
-
-// HTTPStatus returns the HTTP status of an error code this package
-// answers with (422 for any other, as the sync API does).
-func HTTPStatus(code fieldsync.Code) int {
-	if st, ok := statusOf[code]; ok {
-		return st
-	}
-	return http.StatusUnprocessableEntity
-}
+// HTTPStatus returns the HTTP status of an error code: the sync API's
+// table (protocol.HTTPStatus), so both answer alike.
+func HTTPStatus(code fieldsync.Code) int { return protocol.HTTPStatus(code) }
 
 // WriteError answers err in the sync API's error shape:
 // {"error":{"code","message","retryable"}}. A token refusal carries a

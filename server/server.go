@@ -148,38 +148,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// statusOf maps error codes to HTTP statuses: the one table.
-var statusOf = map[fieldsync.Code]int{
-	fieldsync.EInvalidJSON:        http.StatusBadRequest,
-	fieldsync.EInvalidRequest:     http.StatusBadRequest,
-	fieldsync.ETooLarge:           http.StatusRequestEntityTooLarge,
-	fieldsync.EUnsupportedVersion: http.StatusBadRequest,
-	fieldsync.EUnsupportedMedia:   http.StatusUnsupportedMediaType,
-	fieldsync.ENotFound:           http.StatusNotFound,
-	fieldsync.EMethodNotAllowed:   http.StatusMethodNotAllowed,
-	fieldsync.ECursorInvalid:      http.StatusConflict,
-	fieldsync.EUnavailable:        http.StatusServiceUnavailable,
-	fieldsync.EInternal:           http.StatusInternalServerError,
-	// The identity codes, as auth.HTTPStatus maps them.
-	fieldsync.EServerOwned:      http.StatusUnprocessableEntity,
-	fieldsync.ETokenMissing:     http.StatusUnauthorized,
-	fieldsync.ETokenInvalid:     http.StatusUnauthorized,
-	fieldsync.ETokenExpired:     http.StatusUnauthorized,
-	fieldsync.ETokenRevoked:     http.StatusUnauthorized,
-	fieldsync.ELoginFailed:      http.StatusUnauthorized,
-	fieldsync.EEnrolmentInvalid: http.StatusUnauthorized,
-	fieldsync.EEnrolmentExpired: http.StatusUnauthorized,
-	fieldsync.EForbidden:        http.StatusForbidden,
-	fieldsync.ERateLimited:      http.StatusTooManyRequests,
-}
-
-// HTTPStatus returns the HTTP status for an error code.
-func HTTPStatus(code fieldsync.Code) int {
-	if st, ok := statusOf[code]; ok {
-		return st
-	}
-	return http.StatusUnprocessableEntity
-}
+// HTTPStatus returns the HTTP status for an error code (protocol.HTTPStatus).
+func HTTPStatus(code fieldsync.Code) int { return protocol.HTTPStatus(code) }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := fieldsync.ErrorCode(err)
