@@ -134,9 +134,10 @@ func BenchmarkPull(b *testing.B) {
 				ID: uuid.Must(uuid.NewV7()).String(), DeviceID: "seed", Seq: int64(done + i + 1),
 				EntityType: "work_order", EntityID: uuid.Must(uuid.NewV7()).String(), Kind: fieldsync.KindCreate,
 				Fields: map[string]json.RawMessage{
-					"title":   json.RawMessage(`"Boiler ` + n + `"`),
-					"status":  json.RawMessage(`"assigned"`),
-					"address": json.RawMessage(`"12 Harbour Road, Unit ` + n + `"`),
+					"title":       json.RawMessage(`"Boiler ` + n + `"`),
+					"status":      json.RawMessage(`"assigned"`),
+					"address":     json.RawMessage(`"12 Harbour Road, Unit ` + n + `"`),
+					"description": json.RawMessage(`"Annual service: check pressure, flue and valves."`),
 				},
 				LocalTime: now,
 			}
@@ -146,6 +147,7 @@ func BenchmarkPull(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
+	var cpu cputime.Meter
 	for range b.N {
 		b.StopTimer()
 		e, err := client.Open(ctx, client.Config{Dir: b.TempDir(), ServerURL: url})
@@ -153,7 +155,9 @@ func BenchmarkPull(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+		cpu.Start()
 		rep, err := e.Sync(ctx)
+		cpu.Stop()
 		b.StopTimer()
 		e.Close()
 		if err != nil {
@@ -165,4 +169,5 @@ func BenchmarkPull(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(records*b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(cpu.PerOp(records*b.N), "cpu-µs/record")
 }

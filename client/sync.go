@@ -566,14 +566,35 @@ func (e *Engine) fetchChanges(ctx context.Context, cursor string) (*protocol.Cha
 	if resp.StatusCode != http.StatusOK {
 		return nil, readError(resp)
 	}
-	var page protocol.ChangesResponse
-	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+	body, err := readPage(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	page, err := protocol.DecodeChangesResponse(body)
+	if err != nil {
 		return nil, transportError(fmt.Errorf("changes page: %w", err))
 	}
 	if _, err := protocol.ParseCursor(page.Cursor); err != nil {
 		return nil, fieldsync.Errorf(fieldsync.EInternal, "server sent a bad cursor")
 	}
-	return &page, nil
+	return page, nil
+}
+
+// maxPageBytes bounds a page of the change feed read into memory: far
+// above a full page of the largest records the server keeps.
+const maxPageBytes = 256 << 20
+
+// readPage reads a page of the change feed whole.
+func readPage(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, maxPageBytes+1))
+	if err != nil {
+		return nil, transportError(fmt.Errorf("changes page: %w", err))
+	}
+	if n > maxPageBytes {
+		return nil, fieldsync.Errorf(fieldsync.EInternal, "the server sent a page of changes over %d MiB: ask for fewer records per page", maxPageBytes>>20)
+	}
+	return buf.Bytes(), nil
 }
 
 func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.ChangesResponse) error {
@@ -587,29 +608,28 @@ func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.Chang
 		return err
 	}
 	defer st.Close()
+	var fieldsBuf []byte
 	for i := range page.Changes {
 		c := &page.Changes[i]
 		if !protocol.ValidID(c.ID) || c.Type == "" {
 			return fieldsync.Errorf(fieldsync.EInternal, "server sent a record with a bad id")
 		}
-		fields, _ := json.Marshal(c.Fields)
-		if c.Fields == nil {
-			fields = []byte("{}")
+		if c.Gone != "" {
+			// Out of this device's reach now: its confirmed copy goes
+			// (its own queued ops on the record stay in the outbox).
+			if _, err := tx.ExecContext(ctx, `DELETE FROM records WHERE type = ? AND id = ? AND seq < ?`, c.Type, c.ID, c.Seq); err != nil {
+				return err
+			}
+			continue
 		}
-		review, _ := json.Marshal(c.Review)
-		if c.Review == nil {
-			review = []byte("[]")
+		fields, err := protocol.AppendFields(fieldsBuf[:0], c.Fields)
+		if err != nil {
+			return fieldsync.Errorf(fieldsync.EInternal, "server sent record %s with bad fields: %v", c.ID, err)
 		}
-		conflicts, _ := json.Marshal(c.Conflicts)
-		if c.Conflicts == nil {
-			conflicts = []byte("[]")
-		}
-		attachments, _ := json.Marshal(c.Attachments)
-		if c.Attachments == nil {
-			attachments = []byte("[]")
-		}
-		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), string(review), string(conflicts),
-			string(attachments), c.Seq, c.Updated.UnixMilli()); err != nil {
+		fieldsBuf = fields
+		review, conflicts, attachments := jsonList(c.Review), jsonList(c.Conflicts), jsonList(c.Attachments)
+		if _, err := st.ExecContext(ctx, c.Type, c.ID, c.Number, c.Version, c.Deleted, string(fields), review, conflicts,
+			attachments, c.Seq, c.Updated.UnixMilli()); err != nil {
 			return err
 		}
 	}
@@ -621,6 +641,16 @@ func (e *Engine) storePage(ctx context.Context, tx *sql.Tx, page *protocol.Chang
 		}
 	}
 	return setMeta(ctx, tx, "cursor", page.Cursor)
+}
+
+// jsonList returns the JSON of a list for the device's database: "[]"
+// for none.
+func jsonList[T any](list []T) string {
+	if len(list) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(list) // decoded from JSON, so it encodes
+	return string(b)
 }
 
 // resync handles a server whose history is not the one the device synced

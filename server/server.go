@@ -194,6 +194,26 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	}
 }
 
+// writeBody writes a JSON body already encoded, compressed when the
+// client accepts gzip.
+func (s *Server) writeBody(w http.ResponseWriter, r *http.Request, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Vary", "Accept-Encoding")
+		zw := gzpool.Get(w)
+		if _, err := zw.Write(body); err != nil {
+			s.log.Warn("write response", "err", err)
+		}
+		zw.Close()
+		gzpool.Put(zw)
+		return
+	}
+	if _, err := w.Write(body); err != nil {
+		s.log.Warn("write response", "err", err)
+	}
+}
+
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
@@ -377,7 +397,12 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	if resp.More {
 		s.prefetch(next.Seq, limit)
 	}
-	s.writeJSON(w, r, &resp)
+	body, err := protocol.AppendChangesResponse(make([]byte, 0, 256*len(resp.Changes)+128), &resp)
+	if err != nil {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInternal, "encode changes: %v", err))
+		return
+	}
+	s.writeBody(w, r, body)
 }
 
 // A pull of many pages asks for the next page only once it has this one.
