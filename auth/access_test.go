@@ -180,6 +180,11 @@ func newWorld(t *testing.T) *world {
 		})
 	}
 	mux.Handle("/v1/", auth.Middleware(st, lim, log, func(p auth.Principal) http.Handler { return inner }))
+	// The operator API's stand-in answers who asked.
+	mux.Handle(auth.PathOperator, auth.OperatorMiddleware(st, lim, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := auth.FromContext(r.Context())
+		json.NewEncoder(w).Encode(map[string]string{"operator": p.User})
+	})))
 	w := &world{t: t, ctx: ctx, clock: c, store: st, srv: httptest.NewServer(mux), tokens: map[string]string{}}
 	t.Cleanup(w.srv.Close)
 	return w
@@ -290,6 +295,15 @@ func (w *world) setUp() {
 	w.tokens["dora-expired"] = w.login("acme", "dora", "dora's password").Token
 	w.clock.Set(now)
 
+	op, _, err := w.store.CreateOperator(w.ctx, "ops")
+	w.must(err)
+	w.tokens["operator"] = op
+	op, _, err = w.store.CreateOperator(w.ctx, "old")
+	w.must(err)
+	w.tokens["operator-revoked"] = op
+	w.must(w.store.RevokeOperator(w.ctx, "old"))
+	w.tokens["operator-forged"] = "fso_" + w.tokens["operator"][4:46] + flip(w.tokens["operator"][46])
+
 	w.tokens["forged"] = "fsd_" + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0x5a}, 32))
 	w.tokens["forged-session"] = "fsu_" + w.tokens["dora"][4:46] + flip(w.tokens["dora"][46])
 }
@@ -375,6 +389,24 @@ func TestAccessMatrix(t *testing.T) {
 		{"dispatcher writes the schema", "dora", "PUT", "/v1/schema", `{}`, 403, fieldsync.EForbidden},
 		{"dispatcher session pushes", "dora", "POST", "/v1/push", push("dora-laptop", "wo-ana", "update", `{"title":"x"}`), 403, fieldsync.EForbidden},
 		{"worker pushes for another device", "ana", "POST", "/v1/push", push("ben-tablet", "wo-ana", "update", `{"title":"x"}`), 403, fieldsync.EForbidden},
+
+		// The operator: the operator API only; nobody else there.
+		{"operator makes a test organisation", "operator", "POST", "/v1/operator/test-orgs", `{}`, 200, ""},
+		{"operator deletes a test organisation", "operator", "DELETE", "/v1/operator/test-orgs/selftest-x", "", 200, ""},
+		{"operator reads a record", "operator", "GET", "/v1/records/work_order/wo-ana", "", 403, fieldsync.EForbidden},
+		{"operator pulls", "operator", "GET", "/v1/changes", "", 403, fieldsync.EForbidden},
+		{"operator reads the info", "operator", "GET", "/v1/info", "", 403, fieldsync.EForbidden},
+		{"operator pushes", "operator", "POST", "/v1/push", push("ops", "wo-new", "create", `{"title":"x"}`), 403, fieldsync.EForbidden},
+		{"operator writes the schema", "operator", "PUT", "/v1/schema", `{}`, 403, fieldsync.EForbidden},
+		{"admin makes a test organisation", "adam", "POST", "/v1/operator/test-orgs", `{}`, 403, fieldsync.EForbidden},
+		{"dispatcher deletes an organisation", "dora", "DELETE", "/v1/operator/test-orgs/acme", "", 403, fieldsync.EForbidden},
+		{"device makes a test organisation", "ana", "POST", "/v1/operator/test-orgs", `{}`, 403, fieldsync.EForbidden},
+		{"other organisation's dispatcher on the operator API", "gil", "POST", "/v1/operator/test-orgs", `{}`, 403, fieldsync.EForbidden},
+		{"operator API without a token", "", "POST", "/v1/operator/test-orgs", `{}`, 401, fieldsync.ETokenMissing},
+		{"revoked operator token", "operator-revoked", "POST", "/v1/operator/test-orgs", `{}`, 401, fieldsync.ETokenRevoked},
+		{"forged operator token", "operator-forged", "POST", "/v1/operator/test-orgs", `{}`, 401, fieldsync.ETokenInvalid},
+		{"expired session on the operator API", "dora-expired", "POST", "/v1/operator/test-orgs", `{}`, 401, fieldsync.ETokenExpired},
+		{"operator lists organisations", "operator", "GET", "/v1/operator/test-orgs", "", 405, fieldsync.EMethodNotAllowed},
 
 		// Not an endpoint.
 		{"unknown endpoint", "dora", "GET", "/v1/secrets", "", 404, fieldsync.ENotFound},

@@ -46,6 +46,10 @@ type TokenKind string
 const (
 	TokenDevice TokenKind = "device" // "fsd_…": issued at enrolment, no expiry, revocable
 	TokenUser   TokenKind = "user"   // "fsu_…": issued at login, expires
+	// TokenOperator is the installation operator's credential ("fso_…"),
+	// made on the host, of no organisation: it reaches the operator API
+	// (/v1/operator/, test organisations) and nothing else.
+	TokenOperator TokenKind = "operator"
 )
 
 // Org is an organisation: the unit of isolation. Its sync data lives in a
@@ -53,7 +57,14 @@ const (
 type Org struct {
 	Name    string
 	Created time.Time
+	// TestExpires is set for a temporary test organisation (made through
+	// the operator API): when it is removed with everything in it. Zero
+	// for a real organisation.
+	TestExpires time.Time
 }
+
+// Test reports whether o is a temporary test organisation.
+func (o Org) Test() bool { return !o.TestExpires.IsZero() }
 
 // User is a person of an organisation. Name is what records carry in
 // their assignee field.
@@ -78,7 +89,9 @@ type Device struct {
 	Revoked  time.Time // zero while active
 }
 
-// Principal is who a request comes from, as its token proves.
+// Principal is who a request comes from, as its token proves. An
+// operator (TokenKind TokenOperator) has no organisation and no role:
+// User is the operator credential's name.
 type Principal struct {
 	Org       string
 	User      string

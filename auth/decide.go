@@ -26,6 +26,10 @@ const (
 	ActionAdminDevices   Action = "admin_devices"   // list and revoke the organisation's devices
 	ActionIssueEnrolment Action = "issue_enrolment" // make an enrolment code for a user
 	ActionInfo           Action = "info"            // GET /v1/info
+
+	// The operator API: an operator token only, never an organisation's.
+	ActionCreateTestOrg Action = "create_test_org" // POST /v1/operator/test-orgs
+	ActionDeleteTestOrg Action = "delete_test_org" // DELETE /v1/operator/test-orgs/{name}
 )
 
 // rule is what the access table says of one action.
@@ -33,6 +37,7 @@ type rule struct {
 	roles        []Role
 	recordScoped bool // a field worker reaches only assigned or shared records
 	deviceOnly   bool // needs a device token, for the device the request names
+	operator     bool // needs an operator token; no organisation's token reaches it
 }
 
 var (
@@ -59,6 +64,8 @@ var rules = map[Action]rule{
 	ActionWriteSchema:    {roles: admins},
 	ActionAdminUsers:     {roles: admins},
 	ActionAdminDevices:   {roles: admins},
+	ActionCreateTestOrg:  {operator: true},
+	ActionDeleteTestOrg:  {operator: true},
 }
 
 // RecordScoped reports whether a's decision depends on the target record.
@@ -121,11 +128,19 @@ func notFound() Decision {
 // device-only action comes with a device token. The Middleware runs it
 // before the request reaches the organisation's handler; Decide runs it
 // first.
+//
+// The operator API is apart: its actions need an operator token (any
+// other is refused 403 forbidden, whatever its role), and an operator
+// token is refused 403 forbidden for every other action: it reaches no
+// organisation's data. org is ignored for an operator action.
 func DecideAction(p Principal, action Action, org string) Decision {
+	r, ok := rules[action]
+	if p.TokenKind == TokenOperator || r.operator {
+		return decideOperator(p, action, r)
+	}
 	if p.Org == "" || p.Org != org {
 		return notFound()
 	}
-	r, ok := rules[action]
 	if !ok {
 		return deny(http.StatusForbidden, fieldsync.EForbidden, "this action is not allowed")
 	}
@@ -138,9 +153,26 @@ func DecideAction(p Principal, action Action, org string) Decision {
 	return allowed
 }
 
+// decideOperator is DecideAction for the operator's side of the table.
+func decideOperator(p Principal, action Action, r rule) Decision {
+	switch {
+	case p.TokenKind != TokenOperator:
+		return deny(http.StatusForbidden, fieldsync.EForbidden,
+			"only the installation's operator token may do this (made on the server's host with fieldsync admin operator-token)")
+	case !r.operator:
+		return deny(http.StatusForbidden, fieldsync.EForbidden,
+			"an operator token reaches only the operator API (/v1/operator/): use a device's or a person's token of the organisation")
+	case p.User == "":
+		return deny(http.StatusForbidden, fieldsync.EForbidden, "this operator credential has no name")
+	}
+	return allowed
+}
+
 // Decide is the one place where access is decided: a pure function of
 // who asks and what for. Refusals, in the order checked:
 //
+//   - an operator token for an organisation's action, or any other token
+//     for an operator action → 403 forbidden;
 //   - another organisation → 404 not_found (it is unreachable, not hidden);
 //   - a role that may not do the action → 403 forbidden;
 //   - an op for a device other than the token's → 403 forbidden;

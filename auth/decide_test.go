@@ -27,6 +27,8 @@ func TestDecideRoles(t *testing.T) {
 		ActionWriteSchema:    {false, false, true},
 		ActionAdminUsers:     {false, false, true},
 		ActionAdminDevices:   {false, false, true},
+		ActionCreateTestOrg:  {false, false, false}, // an operator's only: TestDecideOperator
+		ActionDeleteTestOrg:  {false, false, false},
 	}
 	if len(want) != len(rules) {
 		t.Fatalf("%d actions in the rules, %d in this test", len(rules), len(want))
@@ -49,6 +51,40 @@ func TestDecideRoles(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDecideOperator checks the operator's side of the table: an
+// operator token does the operator actions and nothing else, and no
+// organisation's token, whatever its role, does an operator action.
+func TestDecideOperator(t *testing.T) {
+	op := Principal{User: "selftest", TokenKind: TokenOperator}
+	for action, r := range rules {
+		d := Decide(op, Request{Action: action, Org: "acme", RecordExists: true, RecordAssignee: "ana"})
+		if d.Allow != r.operator {
+			t.Errorf("%s by the operator: allow=%v, want %v (%s)", action, d.Allow, r.operator, d.Message)
+		}
+		if !d.Allow && (d.Status != http.StatusForbidden || d.Code != fieldsync.EForbidden) {
+			t.Errorf("%s by the operator: refused with %d %s, want 403 forbidden", action, d.Status, d.Code)
+		}
+	}
+	for _, a := range []Action{ActionCreateTestOrg, ActionDeleteTestOrg} {
+		if d := DecideAction(op, a, ""); !d.Allow {
+			t.Errorf("%s by the operator with no organisation: %+v", a, d)
+		}
+		for _, p := range []Principal{
+			{Org: "acme", User: "adam", Role: RoleAdmin, TokenKind: TokenUser},
+			{Org: "selftest-x", User: "selftest-office", Role: RoleDispatcher, TokenKind: TokenUser},
+			{Org: "acme", User: "ana", Role: RoleFieldWorker, DeviceID: "d1", TokenKind: TokenDevice},
+			{User: "selftest", TokenKind: TokenUser},
+		} {
+			if d := DecideAction(p, a, p.Org); d.Allow || d.Status != http.StatusForbidden {
+				t.Errorf("%s by %s (%s, %s): %+v, want 403", a, p.User, p.Role, p.TokenKind, d)
+			}
+		}
+	}
+	if d := DecideAction(Principal{TokenKind: TokenOperator}, ActionCreateTestOrg, ""); d.Allow {
+		t.Errorf("an operator principal without a name is allowed: %+v", d)
 	}
 }
 
@@ -100,6 +136,12 @@ func TestActionOf(t *testing.T) {
 		{"HEAD", "/v1/files/abc123", ActionUpload, ""},
 		{"GET", "/v1/blobs/aa11", ActionDownload, ""},
 		{"HEAD", "/v1/blobs/aa11", ActionDownload, ""},
+		{"POST", "/v1/operator/test-orgs", ActionCreateTestOrg, ""},
+		{"DELETE", "/v1/operator/test-orgs/selftest-1", ActionDeleteTestOrg, ""},
+		{"GET", "/v1/operator/test-orgs", "", fieldsync.EMethodNotAllowed},
+		{"POST", "/v1/operator/test-orgs/x", "", fieldsync.EMethodNotAllowed},
+		{"DELETE", "/v1/operator/orgs/acme", "", fieldsync.ENotFound},
+		{"DELETE", "/v1/operator/test-orgs/a/b", "", fieldsync.ENotFound},
 		{"DELETE", "/v1/push", "", fieldsync.EMethodNotAllowed},
 		{"POST", "/v1/schema", "", fieldsync.EMethodNotAllowed},
 		{"GET", "/v1/records/work_order", "", fieldsync.EMethodNotAllowed},

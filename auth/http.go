@@ -102,6 +102,10 @@ func ActionOf(method, path string) (Action, error) {
 		return byMethod(map[string]Action{http.MethodPost: ActionIssueEnrolment})
 	case seg[0] == "files" && len(seg) <= 2:
 		return ActionUpload, nil
+	case len(seg) == 2 && seg[0] == "operator" && seg[1] == "test-orgs":
+		return byMethod(map[string]Action{http.MethodPost: ActionCreateTestOrg})
+	case len(seg) == 3 && seg[0] == "operator" && seg[1] == "test-orgs":
+		return byMethod(map[string]Action{http.MethodDelete: ActionDeleteTestOrg})
 	}
 	return "", noEndpoint(method, path)
 }
@@ -112,6 +116,9 @@ func noEndpoint(method, path string) error {
 
 // rateKey names a principal's bucket: its device, or its user session.
 func rateKey(p Principal) string {
+	if p.TokenKind == TokenOperator {
+		return "o:" + p.User
+	}
 	if p.DeviceID != "" {
 		return "d:" + p.Org + "/" + p.DeviceID
 	}

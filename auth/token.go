@@ -13,10 +13,11 @@ import (
 // Token shapes: a prefix naming the kind, then 32 random bytes in
 // unpadded base64url (43 characters).
 const (
-	DeviceTokenPrefix = "fsd_"
-	UserTokenPrefix   = "fsu_"
-	tokenRandomBytes  = 32
-	tokenLen          = 4 + 43
+	DeviceTokenPrefix   = "fsd_"
+	UserTokenPrefix     = "fsu_"
+	OperatorTokenPrefix = "fso_"
+	tokenRandomBytes    = 32
+	tokenLen            = 4 + 43
 )
 
 // NewToken makes a new random token of kind k.
@@ -24,8 +25,11 @@ func NewToken(k TokenKind) string {
 	var b [tokenRandomBytes]byte
 	rand.Read(b[:])
 	prefix := DeviceTokenPrefix
-	if k == TokenUser {
+	switch k {
+	case TokenUser:
 		prefix = UserTokenPrefix
+	case TokenOperator:
+		prefix = OperatorTokenPrefix
 	}
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
@@ -51,6 +55,8 @@ func ParseToken(token string) (TokenKind, error) {
 		kind = TokenDevice
 	case UserTokenPrefix:
 		kind = TokenUser
+	case OperatorTokenPrefix:
+		kind = TokenOperator
 	default:
 		return "", invalidToken("the token is not a fieldsync token")
 	}

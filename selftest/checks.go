@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -48,6 +47,11 @@ func (a answer) apiError() string {
 // do sends one request. version is the protocol header's value; "" leaves
 // it out.
 func (r *run) do(ctx context.Context, method, path, version string, body any) (answer, error) {
+	return r.doWith(ctx, r.hc, method, path, version, body)
+}
+
+// doWith sends one request with hc.
+func (r *run) doWith(ctx context.Context, hc *http.Client, method, path, version string, body any) (answer, error) {
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -66,7 +70,7 @@ func (r *run) do(ctx context.Context, method, path, version string, body any) (a
 	if version != "" {
 		req.Header.Set(protocol.VersionHeader, version)
 	}
-	resp, err := r.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return answer{}, err
 	}
@@ -209,6 +213,8 @@ func (r *run) needEngine() string {
 	switch {
 	case r.engErr != nil:
 		return "device engine: " + fieldsync.ErrorMessage(r.engErr)
+	case r.eng == nil:
+		return "no device engine (the setup failed)"
 	}
 	return r.needType()
 }
@@ -329,7 +335,7 @@ type rawRecord struct {
 }
 
 func (r *run) push(ctx context.Context, device string, ops ...protocol.Op) ([]protocol.Result, error) {
-	a, err := r.do(ctx, http.MethodPost, protocol.PathPush, thisVersion, protocol.PushRequest{Device: device, Ops: ops})
+	a, err := r.doWith(ctx, r.devHC, http.MethodPost, protocol.PathPush, thisVersion, protocol.PushRequest{Device: device, Ops: ops})
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +353,10 @@ func (r *run) checkIdempotent(ctx context.Context) (Outcome, string) {
 	if why := r.needType(); why != "" {
 		return Skip, why
 	}
-	raw := &rawRecord{device: "selftest-" + r.tag, id: uuid.Must(uuid.NewV7()).String(), seq: 1}
+	if r.devHC == nil {
+		return Skip, "no device to push by hand (the setup failed)"
+	}
+	raw := &rawRecord{device: r.rawDev, id: uuid.Must(uuid.NewV7()).String(), seq: 1}
 	op := protocol.Op{
 		ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, Type: EntityType, Entity: raw.id, Kind: string(fieldsync.KindCreate),
 		Fields: map[string]json.RawMessage{"title": jsonString(TitlePrefix + "idempotency " + r.tag)},
@@ -507,13 +516,13 @@ func (r *run) checkAttachment(ctx context.Context) (Outcome, string) {
 	if why := r.needEngine(); why != "" {
 		return Skip, why
 	}
-	// A device of its own: an upload the server refuses stays queued on
-	// it, and would fail every later sync of the main device.
-	eng, err := client.Open(ctx, client.Config{Dir: filepath.Join(r.dir, "attach"), ServerURL: r.base, HTTPClient: r.hc})
-	if err != nil {
-		return failf("device engine: %s", fieldsync.ErrorMessage(err))
+	// A device of its own (opened by the setup): an upload the server
+	// refuses stays queued on it, and would fail every later sync of the
+	// main device.
+	eng := r.attach
+	if eng == nil {
+		return Skip, "no second device (the setup failed)"
 	}
-	defer eng.Close()
 	op, err := eng.Create(ctx, EntityType, map[string]any{"title": TitlePrefix + "attachment " + r.tag})
 	if err != nil {
 		return failf("device create: %s", fieldsync.ErrorMessage(err))
@@ -656,7 +665,8 @@ func (r *run) checkThroughput(ctx context.Context) (Outcome, string) {
 	return Pass, fmt.Sprintf("%d ops in %s: %.0f ops/s (one sync: push and pull)", n, roundDur(elapsed), r.rep.PushOpsPerS)
 }
 
-func (r *run) checkCleanup(ctx context.Context) (Outcome, string) {
+// cleanupRecords deletes every record the selftest made.
+func (r *run) cleanupRecords(ctx context.Context) (Outcome, string) {
 	var problems []string
 	deleted := 0
 	if r.eng != nil && len(r.mine) > 0 {

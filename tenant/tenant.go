@@ -9,6 +9,11 @@
 // request cannot reach another organisation's store. The servers require
 // a principal (server.Config.RequireAuth) and decide every record with
 // auth.Decide. docs/security.md describes the rules.
+//
+// /v1/operator/ is the operator API (auth.OperatorMiddleware: the
+// installation's operator token only): it makes and removes temporary
+// test organisations, for `fieldsync selftest`. Expired ones are removed
+// by the Front itself when it opens and every Config.SweepEvery.
 package tenant
 
 import (
@@ -46,6 +51,10 @@ type Config struct {
 	// auth.DefaultPrincipalRate); AddressRate limits enrolment and login
 	// per client address (default auth.DefaultAddressRate).
 	PrincipalRate, AddressRate auth.Rate
+	// SweepEvery is how often expired test organisations are removed
+	// (default 5 min; they are also removed when the Front opens).
+	// Negative: only when the Front opens.
+	SweepEvery time.Duration
 }
 
 // Front is the http.Handler of a multi-organisation server. It is safe
@@ -61,13 +70,21 @@ type Front struct {
 
 	mu     sync.Mutex
 	orgs   map[string]*orgServer
+	gone   map[string]bool // test organisations being removed: not to be opened
 	closed bool
+
+	delMu      sync.Mutex         // one test organisation removal at a time
+	stopSweep  context.CancelFunc // ends the sweeper
+	sweeperEnd chan struct{}      // closed when the sweeper has ended
 }
 
-// orgServer is one organisation's open store and its server.
+// orgServer is one organisation's open store and its server. active
+// counts the requests it is serving, so that a test organisation's
+// removal closes it only once they are done.
 type orgServer struct {
-	st  *sqlite.Store
-	srv *server.Server
+	st     *sqlite.Store
+	srv    *server.Server
+	active sync.WaitGroup
 }
 
 // IdentityPath is the identity store's file in a data directory.
@@ -89,7 +106,7 @@ func Open(ctx context.Context, cfg Config) (*Front, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant: open the identity store: %w", err)
 	}
-	f := &Front{cfg: cfg, log: cfg.Logger, ids: ids, orgs: map[string]*orgServer{}}
+	f := &Front{cfg: cfg, log: cfg.Logger, ids: ids, orgs: map[string]*orgServer{}, gone: map[string]bool{}}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -106,9 +123,11 @@ func Open(ctx context.Context, cfg Config) (*Front, error) {
 	f.mux.Handle(protocol.PathEnroll, auth.EnrollHandler(ids, alim, f.log))
 	f.mux.Handle(protocol.PathLogin, auth.LoginHandler(ids, alim, f.log))
 	f.mux.Handle("/v1/", auth.Middleware(ids, plim, f.log, f.handler))
+	f.mux.Handle(auth.PathOperator, auth.OperatorMiddleware(ids, plim, f.log, f.operatorHandler()))
 	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, fieldsyncNotFound(r))
 	})
+	f.startSweeper()
 	return f, nil
 }
 
@@ -121,12 +140,13 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeH
 // handler returns the handler of p's organisation, opening its store on
 // first use; nil (answered 503) when it cannot be opened.
 func (f *Front) handler(p auth.Principal) http.Handler {
-	o, err := f.org(p.Org)
+	o, err := f.acquire(p.Org)
 	if err != nil {
 		f.log.Error("open organisation", "org", p.Org, "err", err)
 		return nil
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer o.active.Done()
 		if r.URL.Path == protocol.PathEnrolments {
 			f.enrolments.ServeHTTP(w, r)
 			return
@@ -146,7 +166,17 @@ func (f *Front) Org(org string) (*server.Server, fieldsync.Store, error) {
 	return o.srv, o.st, nil
 }
 
+// acquire is org for one request: the caller calls o.active.Done when
+// it has served it.
+func (f *Front) acquire(name string) (*orgServer, error) {
+	return f.open(name, true)
+}
+
 func (f *Front) org(name string) (*orgServer, error) {
+	return f.open(name, false)
+}
+
+func (f *Front) open(name string, request bool) (o *orgServer, err error) {
 	if !protocol.ValidOrgName(name) {
 		return nil, fmt.Errorf("organisation name %q is not valid", name)
 	}
@@ -155,6 +185,14 @@ func (f *Front) org(name string) (*orgServer, error) {
 	if f.closed {
 		return nil, errors.New("the server is shutting down")
 	}
+	if f.gone[name] {
+		return nil, fmt.Errorf("organisation %s is being removed", name)
+	}
+	defer func() {
+		if err == nil && request {
+			o.active.Add(1)
+		}
+	}()
 	if o, ok := f.orgs[name]; ok {
 		return o, nil
 	}
@@ -172,7 +210,7 @@ func (f *Front) org(name string) (*orgServer, error) {
 		st.Close()
 		return nil, fmt.Errorf("serve %s: %w", name, err)
 	}
-	o := &orgServer{st: st, srv: srv}
+	o = &orgServer{st: st, srv: srv}
 	f.orgs[name] = o
 	f.log.Info("organisation opened", "org", name, "epoch", st.Epoch())
 	return o, nil
@@ -181,6 +219,8 @@ func (f *Front) org(name string) (*orgServer, error) {
 // Close closes every organisation's store and the identity store. Call
 // it once no request is being served.
 func (f *Front) Close() error {
+	f.stopSweep()
+	<-f.sweeperEnd
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.closed = true

@@ -273,9 +273,10 @@ func (s *Store) CreateOrg(ctx context.Context, name string) (auth.Org, error) {
 	return auth.Org{Name: name, Created: time.UnixMilli(ms(now)).UTC()}, nil
 }
 
-// ListOrgs lists the organisations by name.
+// ListOrgs lists the organisations by name, test organisations
+// included (auth.Org.Test tells them).
 func (s *Store) ListOrgs(ctx context.Context) ([]auth.Org, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, created_at FROM orgs ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT name, created_at, test_expires_at FROM orgs ORDER BY name`)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -284,10 +285,11 @@ func (s *Store) ListOrgs(ctx context.Context) ([]auth.Org, error) {
 	for rows.Next() {
 		var o auth.Org
 		var created int64
-		if err := rows.Scan(&o.Name, &created); err != nil {
+		var test sql.NullInt64
+		if err := rows.Scan(&o.Name, &created, &test); err != nil {
 			return nil, unavailable(err)
 		}
-		o.Created = time.UnixMilli(created).UTC()
+		o.Created, o.TestExpires = time.UnixMilli(created).UTC(), fromMs(test)
 		out = append(out, o)
 	}
 	return out, unavailable(rows.Err())
@@ -613,6 +615,9 @@ func (s *Store) Authenticate(ctx context.Context, token string) (auth.Principal,
 	if err != nil {
 		return auth.Principal{}, err
 	}
+	if kind == auth.TokenOperator {
+		return s.authenticateOperator(ctx, token)
+	}
 	var (
 		p                                auth.Principal
 		storedKind                       string
@@ -620,12 +625,13 @@ func (s *Store) Authenticate(ctx context.Context, token string) (auth.Principal,
 		dev                              sql.NullInt64
 		deviceID                         sql.NullString
 		devRevoked, lastSeen             sql.NullInt64
+		testExpires                      sql.NullInt64
 	)
 	err = s.db.QueryRowContext(ctx, `SELECT t.kind, t.expires_at, t.revoked_at, u.name, u.role, u.revoked_at, o.name,
-			d.id, d.device_id, d.revoked_at, d.last_seen_at
+			d.id, d.device_id, d.revoked_at, d.last_seen_at, o.test_expires_at
 		FROM tokens t JOIN users u ON u.id = t.user_id JOIN orgs o ON o.id = u.org_id LEFT JOIN devices d ON d.id = t.device
 		WHERE t.hash = ?`, auth.HashToken(token)).
-		Scan(&storedKind, &expires, &tokRevoked, &p.User, &p.Role, &userRevoked, &p.Org, &dev, &deviceID, &devRevoked, &lastSeen)
+		Scan(&storedKind, &expires, &tokRevoked, &p.User, &p.Role, &userRevoked, &p.Org, &dev, &deviceID, &devRevoked, &lastSeen, &testExpires)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && storedKind != string(kind) {
 		return auth.Principal{}, fieldsync.Errorf(fieldsync.ETokenInvalid,
 			"this token is not known here: enrol the device again, or log in again")
@@ -643,6 +649,10 @@ func (s *Store) Authenticate(ctx context.Context, token string) (auth.Principal,
 				"enrol it again with a new code from the office to deliver it")
 	case tokRevoked.Valid || userRevoked.Valid:
 		return auth.Principal{}, fieldsync.Errorf(fieldsync.ETokenRevoked, "this session was ended (logged out, password changed or user revoked): log in again")
+	case testExpires.Valid && ms(now) >= testExpires.Int64:
+		return auth.Principal{}, fieldsync.Errorf(fieldsync.ETokenExpired,
+			"test organisation %s expired at %s and is being removed: its tokens no longer work", p.Org,
+			time.UnixMilli(testExpires.Int64).UTC().Format(time.RFC3339))
 	case expires.Valid && ms(now) >= expires.Int64:
 		return auth.Principal{}, fieldsync.Errorf(fieldsync.ETokenExpired, "this session expired at %s: log in again",
 			time.UnixMilli(expires.Int64).UTC().Format(time.RFC3339))

@@ -37,6 +37,11 @@ the server's next request.
   admin device revoke --device ID         revoke one device now
   admin enrol-code --user U               print a one-time enrolment code
                                           for a device of U (valid 24 h)
+  admin org list                          the organisations, test ones
+                                          marked with their expiry
+  admin operator-token [--name N]         print a new operator token (for
+                                          fieldsync selftest); --list,
+                                          --revoke NAME
 
 Every action takes --data DIR (env FIELDSYNC_DATA; default fieldsync-data)
 and --org NAME, which may be left out when there is one organisation.
@@ -48,10 +53,10 @@ Each action has --help.
 // runAdmin runs `fieldsync admin`.
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("admin: name what to do: init, user, device or enrol-code; see fieldsync admin --help")
+		return errors.New("admin: name what to do: init, user, device, enrol-code, org or operator-token; see fieldsync admin --help")
 	}
 	sub := args[0]
-	if len(args) > 1 && (sub == "user" || sub == "device") && !strings.HasPrefix(args[1], "-") {
+	if len(args) > 1 && (sub == "user" || sub == "device" || sub == "org") && !strings.HasPrefix(args[1], "-") {
 		sub += " " + args[1]
 		args = args[1:]
 	}
@@ -75,7 +80,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runAdminDeviceRevoke(ctx, args[1:], stdout)
 	case "enrol-code":
 		return runAdminEnrolCode(ctx, args[1:], stdout)
-	case "user", "device":
+	case "org list":
+		return runAdminOrgList(ctx, args[1:], stdout)
+	case "operator-token":
+		return runAdminOperatorToken(ctx, args[1:], stdout, stderr)
+	case "user", "device", "org":
 		return fmt.Errorf("admin %s: name what to do; see fieldsync admin --help", sub)
 	}
 	return fmt.Errorf("admin: unknown action %q; see fieldsync admin --help", sub)
@@ -112,14 +121,21 @@ func (c *adminCommand) open(ctx context.Context) (*authsqlite.Store, error) {
 	return st, nil
 }
 
-// orgName is --org, or the only organisation when it is left out.
+// orgName is --org, or the only organisation when it is left out (test
+// organisations do not count).
 func (c *adminCommand) orgName(ctx context.Context, st *authsqlite.Store) (string, error) {
 	if *c.org != "" {
 		return *c.org, nil
 	}
-	orgs, err := st.ListOrgs(ctx)
+	all, err := st.ListOrgs(ctx)
 	if err != nil {
 		return "", err
+	}
+	var orgs []auth.Org
+	for _, o := range all {
+		if !o.Test() {
+			orgs = append(orgs, o)
+		}
 	}
 	switch len(orgs) {
 	case 0:
@@ -463,4 +479,110 @@ func readPassword(file, what string, stderr io.Writer) (string, error) {
 		return "", errors.New("no password: give --password-file, or type it on a terminal")
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+}
+
+const adminOrgListUsage = `Usage: fieldsync admin org list [--data DIR]
+
+List the organisations: name, when made, and for a temporary test
+organisation (made by fieldsync selftest through the operator API) when
+it expires; the server removes it then, with everything in it.
+`
+
+func runAdminOrgList(ctx context.Context, args []string, stdout io.Writer) error {
+	c := newAdminCommand("org list", adminOrgListUsage)
+	pos, err := c.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := c.noArgs(pos); err != nil {
+		return err
+	}
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	orgs, err := st.ListOrgs(ctx)
+	if err != nil {
+		return fmt.Errorf("admin org list: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORGANISATION\tKIND\tCREATED\tEXPIRES")
+	for _, o := range orgs {
+		kind, expires := "real", ""
+		if o.Test() {
+			kind, expires = "test", fmtTime(o.TestExpires)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, kind, fmtTime(o.Created), expires)
+	}
+	return tw.Flush()
+}
+
+const adminOperatorTokenUsage = `Usage: fieldsync admin operator-token [--name NAME] [--data DIR]
+       fieldsync admin operator-token --list [--data DIR]
+       fieldsync admin operator-token --revoke NAME [--data DIR]
+
+Print a new operator token, once: only its hash is kept. An operator
+token belongs to no organisation. It reaches only the operator API:
+making a temporary test organisation and deleting test organisations,
+which is what "fieldsync selftest --operator-token" needs. It reads and
+changes no organisation's data, and a real organisation cannot be deleted
+with it. Keep it like a password; revoke it when done (--revoke NAME:
+effective at the server's next request). --list shows the tokens by name,
+when made, last used and revoked.
+`
+
+func runAdminOperatorToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("admin operator-token", adminOperatorTokenUsage)
+	data := c.String("data", envOr("FIELDSYNC_DATA", "fieldsync-data"), "the server's data `DIR`; identities are in DIR/identity.db (env FIELDSYNC_DATA)")
+	name := c.String("name", "selftest", "the token's `NAME`, to list and revoke it by")
+	list := c.Bool("list", false, "list the operator tokens")
+	revoke := c.String("revoke", "", "revoke the operator token `NAME`")
+	pos, err := c.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := c.noArgs(pos); err != nil {
+		return err
+	}
+	if *list && *revoke != "" {
+		return c.usageError("--list or --revoke, not both")
+	}
+	ac := &adminCommand{command: c, data: data}
+	st, err := ac.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch {
+	case *list:
+		ops, err := st.ListOperators(ctx)
+		if err != nil {
+			return fmt.Errorf("admin operator-token: %w", err)
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tCREATED\tLAST USED\tREVOKED")
+		for _, o := range ops {
+			used := "never"
+			if !o.LastUsed.IsZero() {
+				used = fmtAge(now, o.LastUsed)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, fmtTime(o.Created), used, fmtTime(o.Revoked))
+		}
+		return tw.Flush()
+	case *revoke != "":
+		if err := st.RevokeOperator(ctx, *revoke); err != nil {
+			return fmt.Errorf("admin operator-token: %w", err)
+		}
+		fmt.Fprintf(stdout, "operator token %s revoked\n", *revoke)
+		return nil
+	}
+	token, _, err := st.CreateOperator(ctx, *name)
+	if err != nil {
+		return fmt.Errorf("admin operator-token: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s\n", token)
+	fmt.Fprintf(stderr, "operator token %q made: shown this once; it can make and delete test organisations only. Revoke it with: fieldsync admin operator-token --revoke %s\n", *name, *name)
+	return nil
 }
