@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/filelocker"
@@ -49,6 +50,10 @@ type blobStore struct {
 	uploads string // dir/uploads
 	max     int64
 	tus     *handler.UnroutedHandler
+	expiry  time.Duration // Config.UploadExpiry
+
+	sweepMu   sync.Mutex // one sweep of abandoned uploads at a time
+	lastSweep time.Time
 }
 
 // blobPath is where the verified blob with that hash lives.
@@ -72,6 +77,10 @@ func (s *Server) initBlobs(cfg Config) error {
 	b := &blobStore{dir: cfg.BlobDir, uploads: filepath.Join(cfg.BlobDir, "uploads"), max: cfg.MaxAttachmentBytes}
 	if b.max <= 0 {
 		b.max = protocol.MaxAttachmentBytes
+	}
+	b.expiry = cfg.UploadExpiry
+	if b.expiry == 0 {
+		b.expiry = DefaultUploadExpiry
 	}
 	if err := os.MkdirAll(b.uploads, 0o750); err != nil {
 		return fmt.Errorf("server: blob directory: %w", err)
@@ -168,6 +177,7 @@ func (s *Server) uploadError(r handler.HTTPRequest, status int, code fieldsync.C
 // upload is created.
 func (s *Server) beforeUpload(hook handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
 	var none handler.FileInfoChanges
+	s.maybeSweepUploads(hook.Context)
 	req, info := hook.HTTPRequest, hook.Upload
 	sha := info.MetaData[protocol.UploadMetaSHA256]
 	ct := info.MetaData[protocol.UploadMetaContentType]

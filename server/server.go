@@ -42,6 +42,10 @@ type Config struct {
 	BlobDir string
 	// MaxAttachmentBytes caps one upload (default protocol.MaxAttachmentBytes).
 	MaxAttachmentBytes int64
+	// UploadExpiry is how long an unfinished upload may rest untouched
+	// before it is removed (default DefaultUploadExpiry; negative: kept
+	// for good).
+	UploadExpiry time.Duration
 	// Org is the organisation whose data Store holds; a request's
 	// principal (auth.FromContext) must belong to it.
 	Org string
