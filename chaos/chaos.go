@@ -2,7 +2,8 @@
 // a real device engine and a real server through the faults of the field
 // (a basement with no signal, a day offline, a flapping link, processes
 // killed with SIGKILL, a full disk, a wrong clock, a dispatcher editing
-// the same records) and an oracle that then checks nothing was lost,
+// the same records, requests cut before or after the server commits or
+// delivered twice) and an oracle that then checks nothing was lost,
 // duplicated, reordered or silently overwritten.
 //
 // Every scenario is deterministic given its seed: all random choices come
@@ -68,6 +69,10 @@ type Result struct {
 	WastedBytes         int64     `json:"wasted_bytes"`
 	// Faults counts the faults injected (cuts, outages, kills, failed saves).
 	Faults int `json:"faults"`
+	// FaultKinds counts them by kind: outage, cut, loss_stall,
+	// kill_client, kill_server, disk_full, and at the server's door
+	// cut_before, cut_after_commit, duplicated.
+	FaultKinds map[string]int `json:"fault_kinds,omitempty"`
 	// Notes says how the scenario ran (e.g. which disk-full method).
 	Notes []string `json:"notes,omitempty"`
 	// Error is set when the scenario could not run to its end; it fails.
@@ -90,6 +95,7 @@ var scenarios = []scenario{
 	{"disk-full", "the device's disk fills; saving fails clearly, nothing saved is lost", diskFull},
 	{"clock-skew", "device clocks wrong by hours, ahead and behind", clockSkew},
 	{"two-sides", "a device and a dispatcher editing the same records", twoSides},
+	{"lost-responses", "requests cut before and after the server commits, and delivered twice", lostResponses},
 }
 
 // Names lists the scenarios in the order `all` runs them.
@@ -202,6 +208,20 @@ func (r *run) logf(format string, args ...any) {
 
 func (r *run) note(format string, args ...any) {
 	r.res.Notes = append(r.res.Notes, fmt.Sprintf(format, args...))
+}
+
+// fault counts n faults of a kind.
+func (r *run) fault(kind string, n int) {
+	if n <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.res.FaultKinds == nil {
+		r.res.FaultKinds = map[string]int{}
+	}
+	r.res.FaultKinds[kind] += n
+	r.res.Faults += n
 }
 
 func (r *run) onClose(fn func()) {

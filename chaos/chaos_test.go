@@ -77,6 +77,15 @@ func TestScenarios(t *testing.T) {
 			if !res.Passed {
 				t.Errorf("not passed")
 			}
+			if name == "lost-responses" {
+				// Each kind of fault at the door fired, or the drill
+				// tested nothing of it.
+				for _, k := range []string{faultCutBefore, faultCutAfter, faultDuplicate, "outage"} {
+					if res.FaultKinds[k] == 0 {
+						t.Errorf("no %s fault injected (faults %v)", k, res.FaultKinds)
+					}
+				}
+			}
 		})
 	}
 }

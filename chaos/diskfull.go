@@ -155,7 +155,7 @@ func (r *run) fillTmpfs(ctx context.Context, addr string) (string, error) {
 	if failure == "" {
 		return "", fmt.Errorf("the disk never filled")
 	}
-	r.res.Faults++
+	r.fault("disk_full", 1)
 	r.logf("disk full after %d ops: %s", len(r.hist.Saved), failure)
 	// A photo cannot be stored either, and says so.
 	if err := w.photo(ctx, 24); err == nil {
@@ -193,7 +193,7 @@ func (r *run) fillRlimit(ctx context.Context, dir string) (string, error) {
 	if !strings.HasPrefix(line, "FAILED") {
 		return "", fmt.Errorf("the device's files never reached the limit")
 	}
-	r.res.Faults++
+	r.fault("disk_full", 1)
 	failure := strings.TrimPrefix(line, "FAILED ")
 	r.logf("disk full after %d ops: %s", len(r.hist.Saved), failure)
 	return failure, nil

@@ -74,7 +74,7 @@ func basement(ctx context.Context, r *run) error {
 	pause(ctx, 2*r.minute())
 	r.logf("link down for an hour (%v)", 60*r.minute())
 	link.Down()
-	r.res.Faults++
+	r.fault("outage", 1)
 	pause(ctx, 60*r.minute())
 	if err := link.Up(); err != nil {
 		stop()
@@ -99,9 +99,7 @@ func (r *run) cutter(ctx context.Context, link *linkemu.Link, lo, hi time.Durati
 				return
 			}
 			if link.Cut() == nil {
-				r.mu.Lock()
-				r.res.Faults++
-				r.mu.Unlock()
+				r.fault("cut", 1)
 			}
 		}
 	}()
@@ -141,6 +139,12 @@ func dayOffline(ctx context.Context, r *run) error {
 			}
 		}
 	}
+	// The lossy link loses 2% of its segments, each a stall of TCP's
+	// shortest retransmission timeout, and drops connections at random.
+	loss, err := link.AddLoss(linkemu.Loss{Probability: 0.02, RTO: 200 * time.Millisecond, Seed: r.rng.Uint64()})
+	if err != nil {
+		return err
+	}
 	if err := link.Up(); err != nil {
 		return err
 	}
@@ -150,6 +154,13 @@ func dayOffline(ctx context.Context, r *run) error {
 	pause(ctx, time.Duration(r.scale(3, 8))*time.Second)
 	stop()
 	stopCuts()
+	if err := link.RemoveLoss(); err != nil {
+		return err
+	}
+	stalls := int(loss.Stalls())
+	r.fault("loss_stall", stalls)
+	r.note("lossy link: 2%% of segments lost, each a 200 ms stall: %d stalls; %d connections cut", stalls, link.Stats().Cuts)
+	r.logf("clean link: draining")
 	return r.drain(ctx, e, 40*time.Second)
 }
 
@@ -188,7 +199,7 @@ func flapping(ctx context.Context, r *run) error {
 	for range r.scale(6, 14) {
 		pause(ctx, r.between(200*time.Millisecond, 700*time.Millisecond))
 		link.Down()
-		r.res.Faults++
+		r.fault("outage", 1)
 		pause(ctx, r.between(100*time.Millisecond, 400*time.Millisecond))
 		if err := link.Up(); err != nil {
 			stop()
@@ -230,7 +241,7 @@ func killClient(ctx context.Context, r *run) error {
 		}
 		p.kill()
 		r.drainLines(p)
-		r.res.Faults++
+		r.fault("kill_client", 1)
 		r.logf("kill %d: %d ops saved so far", i+1, len(r.hist.Saved))
 	}
 	e, err := r.openDevice(ctx, engineConfig(dir, link.URL()))
@@ -293,7 +304,7 @@ func killServer(ctx context.Context, r *run) error {
 			midway++
 		}
 		p.killWait()
-		r.res.Faults++
+		r.fault("kill_server", 1)
 		r.logf("server killed (%d)", i+1)
 		pause(ctx, r.between(20*time.Millisecond, 200*time.Millisecond))
 		if p, _, err = start(addr); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ Example:
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var list strings.Builder
 	for _, n := range chaos.Names() {
-		fmt.Fprintf(&list, "  %-12s %s\n", n, chaos.Summary(n))
+		fmt.Fprintf(&list, "  %-15s %s\n", n, chaos.Summary(n))
 	}
 	cmd := newCommand("chaos", fmt.Sprintf(chaosUsage, list.String()))
 	name := cmd.String("scenario", "all", "scenario `NAME`, or all")
@@ -106,6 +107,14 @@ func printChaos(w io.Writer, r chaos.Result) {
 		r.OpsCreated, r.OpsDelivered, r.Lost, r.Duplicates, r.ConflictsOpen)
 	fmt.Fprintf(w, "  attachments verified: %d; faults injected: %d; bytes sent %d, wasted %d\n",
 		r.AttachmentsVerified, r.Faults, r.BytesSent, r.WastedBytes)
+	if len(r.FaultKinds) > 0 {
+		var kinds []string
+		for k, n := range r.FaultKinds {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, "  faults by kind: %s\n", strings.Join(kinds, ", "))
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}

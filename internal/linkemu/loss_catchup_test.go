@@ -83,3 +83,41 @@ func TestLossRefusesBadValues(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveLoss takes a total loss off the link: the next request
+// crosses with no stall, and removing again is harmless.
+func TestRemoveLoss(t *testing.T) {
+	srv := wholeEcho(t)
+	l := startLink(t, Config{Upstream: srv.Listener.Addr().String()})
+	lc, err := l.AddLoss(Loss{Probability: 1, RTO: time.Millisecond, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func() {
+		t.Helper()
+		resp, err := http.Post(l.URL(), "text/plain", bytes.NewReader([]byte("hello")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != "hello" {
+			t.Fatalf("echo %q, %v", got, err)
+		}
+	}
+	post()
+	before := lc.Stalls()
+	if before == 0 {
+		t.Fatal("no stall with every segment lost")
+	}
+	if err := l.RemoveLoss(); err != nil {
+		t.Fatal(err)
+	}
+	post()
+	if n := lc.Stalls(); n != before {
+		t.Errorf("%d stalls after the loss was removed, %d before", n, before)
+	}
+	if err := l.RemoveLoss(); err != nil {
+		t.Errorf("removing twice: %v", err)
+	}
+}
