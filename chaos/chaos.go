@@ -96,6 +96,7 @@ var scenarios = []scenario{
 	{"clock-skew", "device clocks wrong by hours, ahead and behind", clockSkew},
 	{"two-sides", "a device and a dispatcher editing the same records", twoSides},
 	{"lost-responses", "requests cut before and after the server commits, and delivered twice", lostResponses},
+	{"kernel-link", "a day's backlog over a real kernel link: tc-shaped, lossy, cut at random (root)", kernelLink},
 }
 
 // Names lists the scenarios in the order `all` runs them.
@@ -273,6 +274,11 @@ type inproc struct {
 
 // startServer runs a server in this process on the scenario's files.
 func (r *run) startServer(ctx context.Context) (*inproc, error) {
+	return r.startServerOn(ctx, "127.0.0.1:0")
+}
+
+// startServerOn starts the server in this process, listening on addr.
+func (r *run) startServerOn(ctx context.Context, addr string) (*inproc, error) {
 	st, err := sqlite.Open(ctx, filepath.Join(r.dir, "server.db"))
 	if err != nil {
 		return nil, fmt.Errorf("open server store: %w", err)
@@ -283,7 +289,7 @@ func (r *run) startServer(ctx context.Context) (*inproc, error) {
 		st.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		st.Close()
 		return nil, err

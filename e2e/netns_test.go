@@ -169,7 +169,7 @@ flapping:
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("link: %d cuts, %d bytes through the shaped queues, %d packets dropped by the kernel", flaps, stats.Sent, stats.Dropped)
+	t.Logf("link: %d cuts, %d bytes up and %d down through the shaped queues, %d packets dropped by the kernel", flaps, stats.Up, stats.Down, stats.Dropped)
 	if flaps == 0 {
 		t.Fatal("the link was never cut while the backlog went up")
 	}

@@ -58,7 +58,14 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	names := []string{*name}
 	if *name == "all" {
-		names = chaos.Names()
+		names = nil
+		for _, n := range chaos.Names() {
+			if err := chaos.Unavailable(n); err != nil {
+				fmt.Fprintf(stderr, "chaos: %s left out on this machine: %v\n", n, err)
+				continue
+			}
+			names = append(names, n)
+		}
 	} else if chaos.Summary(*name) == "" {
 		return cmd.usageError(fmt.Sprintf("unknown scenario %q (have %s, all)", *name, strings.Join(chaos.Names(), ", ")))
 	}

@@ -170,10 +170,12 @@ func (l *Link) Up(ctx context.Context) error {
 	return err
 }
 
-// Stats is what the kernel's shaping did.
+// Stats is what the kernel's shaping did. The byte counts are those of
+// the shaped directions (Config.Up, Config.Down).
 type Stats struct {
-	Sent    int64 // bytes that left through the shaped queues
-	Dropped int64 // packets dropped at a full queue
+	Up      int64 // bytes the device sent through its shaped queue
+	Down    int64 // bytes the host sent toward the device
+	Dropped int64 // packets dropped at a full queue, both ways
 }
 
 var (
@@ -184,17 +186,20 @@ var (
 // Stats reads the shaped queues' counters in both directions.
 func (l *Link) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
-	for _, args := range [][]string{
-		{"-s", "qdisc", "show", "dev", l.hostIf},
-		{"-n", l.ns, "-s", "qdisc", "show", "dev", l.devIf},
+	for _, q := range []struct {
+		args []string
+		sent *int64
+	}{
+		{[]string{"-s", "qdisc", "show", "dev", l.hostIf}, &st.Down},
+		{[]string{"-n", l.ns, "-s", "qdisc", "show", "dev", l.devIf}, &st.Up},
 	} {
-		out, err := run(ctx, "tc", args...)
+		out, err := run(ctx, "tc", q.args...)
 		if err != nil {
 			return st, err
 		}
 		for _, m := range sentRe.FindAllStringSubmatch(out, -1) {
 			n, _ := strconv.ParseInt(m[1], 10, 64)
-			st.Sent += n
+			*q.sent += n
 		}
 		for _, m := range droppedRe.FindAllStringSubmatch(out, -1) {
 			n, _ := strconv.ParseInt(m[1], 10, 64)

@@ -22,7 +22,7 @@ type Config struct {
 type Link struct{ HostAddr, DeviceAddr string }
 
 // Stats is what the kernel's shaping did.
-type Stats struct{ Sent, Dropped int64 }
+type Stats struct{ Up, Down, Dropped int64 }
 
 // Available reports that this system has no network namespaces.
 func Available() error { return errNotLinux }
