@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		names = nil
 		for _, n := range chaos.Names() {
 			if err := chaos.Unavailable(n); err != nil {
+				if os.Getenv("FIELDSYNC_NETNS") != "" {
+					return fmt.Errorf("FIELDSYNC_NETNS is set, but %v", err)
+				}
 				fmt.Fprintf(stderr, "chaos: %s left out on this machine: %v\n", n, err)
 				continue
 			}
