@@ -61,6 +61,7 @@ func TestAttachUploadCutAtRandom(t *testing.T) {
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	var rngMu sync.Mutex
+	injected := 0 // cuts injected so far
 	as := newAttachServer(t)
 	e := openEngine(t, attachEngineConfig(t.TempDir(), as.URL))
 	_, atts := attachPhotos(ctx, t, e, 6, uint32(seed))
@@ -74,9 +75,12 @@ func TestAttachUploadCutAtRandom(t *testing.T) {
 		}
 		rngMu.Lock()
 		defer rngMu.Unlock()
-		if rng.IntN(2) == 0 {
+		// The first chunks are all cut, so that however large the
+		// chunks grow there are cuts enough; then one in two.
+		if injected >= 8 && rng.IntN(2) == 0 {
 			return StreamFault{}
 		}
+		injected++
 		return StreamFault{Kind: StreamCut, At: rng.Int64N(r.ContentLength)}
 	})
 	start := time.Now()
@@ -108,7 +112,7 @@ func TestAttachUploadCutAtRandom(t *testing.T) {
 		}
 		resentAtProxy += p.Offset + p.Received - next.Offset
 	}
-	if cuts < 5 {
+	if cuts < 8 {
 		t.Fatalf("only %d cuts: the test tested little", cuts)
 	}
 	wasted := sent - total
