@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -74,7 +75,16 @@ func TestDemo(t *testing.T) {
 		"status --dir "+device, "office edit --server "+srv, "--base 1 --set status=closed", "office show --server "+srv,
 		"settle --dir "+device+` --id WO-1001 --field status --value "waiting for parts" --note "completed, but parts required"`,
 		"login --server "+srv+" --org demo --user dora --password-file "+filepath.Join(dir, "passwords", "dora"),
-		`curl -s -H "Authorization: Bearer $(grep -o 'fsu_[A-Za-z0-9_-]*' `+filepath.Join(dir, "office-session.json")+`)" `+srv+"/v1/records/work_order/", "curl -s "+statusURL)
+		`curl -s -H "Authorization: Bearer $(grep -o 'fsu_[A-Za-z0-9_-]*' `+filepath.Join(dir, "office-session.json")+`)" `+srv+"/v1/records/work_order/", "curl -s "+statusURL,
+		`selftest --server `+srv+` --operator-token "$(cat `+filepath.Join(dir, "operator-token")+`)"`, "chaos --scenario basement --seed 1")
+	// The printed selftest passes against the demo's server and leaves
+	// no organisation behind.
+	opToken, err := os.ReadFile(filepath.Join(dir, "operator-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "the printed selftest", mustCLI(t, "selftest", "--server", srv, "--operator-token", strings.TrimSpace(string(opToken))),
+		"all checks passed", "test organisation deleted")
 	// The printed login gives the office its session; the tests read the
 	// server with it too.
 	t.Setenv("FIELDSYNC_SESSION", filepath.Join(dir, "office-session.json"))

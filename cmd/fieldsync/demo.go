@@ -29,7 +29,8 @@ agent, enrolled as ana's device, syncing the device directory DIR/device. Prints
 server's URL, the agent's status URL, and commands to try in another
 terminal: change a status on the device, add a comment, make the office
 set the same status (a conflict), settle it with a note, look at the
-queue and the history. If the port of
+queue and the history, run the pre-launch selftest (with an operator
+token kept in DIR/operator-token) and a fault drill. If the port of
 --addr is taken, a free one is used instead. Ctrl-C stops everything
 cleanly; run it again to continue with the same data.
 `
@@ -299,8 +300,13 @@ Then try (the device commands work with no network too):
   curl -s -H "Authorization: Bearer $(grep -o 'fsu_[A-Za-z0-9_-]*' %[10]s)" %[8]s/v1/records/work_order/%[9]s
   curl -s %[2]s
 
+  # the pre-launch checklist against this server, in a test organisation
+  # of its own, removed afterwards; then a fault drill, judged by its oracle
+  %[5]s selftest --server %[8]s --operator-token "$(cat %[11]s)"
+  %[5]s chaos --scenario basement --seed 1
+
 Ctrl-C stops the demo.
-`, srv, d.statusURL, shortID(d.deviceID), d.deviceDir, prog, dev, num, srv, id, shellQuote(d.creds.sessionFile))
+`, srv, d.statusURL, shortID(d.deviceID), d.deviceDir, prog, dev, num, srv, id, shellQuote(d.creds.sessionFile), shellQuote(d.creds.operatorFile))
 }
 
 // progName is how the printed commands call this program: the go run

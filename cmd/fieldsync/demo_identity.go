@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 
@@ -23,15 +24,20 @@ const (
 // demoCredentials are where the demo's passwords and the dispatcher's
 // session are.
 type demoCredentials struct {
-	passwordDir string // one file per user with a password
-	sessionFile string // the session the printed login keeps
+	passwordDir  string // one file per user with a password
+	sessionFile  string // the session the printed login keeps
+	operatorFile string // the operator token, for the printed selftest
 }
 
 // demoIdentities makes the demo's organisation and users the first time
 // (random passwords, kept one per file in dir/passwords/, mode 0600).
 func demoIdentities(ctx context.Context, front *tenant.Front, dir string) (demoCredentials, error) {
 	ids := front.Identity()
-	creds := demoCredentials{passwordDir: filepath.Join(dir, "passwords"), sessionFile: filepath.Join(dir, "office-session.json")}
+	creds := demoCredentials{passwordDir: filepath.Join(dir, "passwords"), sessionFile: filepath.Join(dir, "office-session.json"),
+		operatorFile: filepath.Join(dir, "operator-token")}
+	if err := demoOperator(ctx, front, creds.operatorFile); err != nil {
+		return creds, err
+	}
 	orgs, err := ids.ListOrgs(ctx)
 	if err != nil {
 		return creds, err
@@ -63,6 +69,26 @@ func demoIdentities(ctx context.Context, front *tenant.Front, dir string) (demoC
 		}
 	}
 	return creds, nil
+}
+
+// demoOperator makes an operator credential for the printed selftest and
+// keeps its token in file (mode 0600), unless the file is there already.
+// The token is shown only once, so a demo directory that lost the file
+// gets a new credential under another name.
+func demoOperator(ctx context.Context, front *tenant.Front, file string) error {
+	if _, err := os.Stat(file); err == nil {
+		return nil
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	token, _, err := front.Identity().CreateOperator(ctx, "demo-"+hex.EncodeToString(b[:]))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(token+"\n"), 0o600)
 }
 
 func randomPassword() string {
