@@ -267,25 +267,15 @@ func (p *pushParser) bool() (bool, bool) {
 }
 
 func (p *pushParser) records() ([]Record, bool) {
-	if !p.eat('[') {
+	recs := make([]Record, 0, min(len(p.data)/160+1, MaxPullLimit))
+	ok := p.elements(func() bool {
+		recs = append(recs, Record{})
+		return p.record(&recs[len(recs)-1])
+	})
+	if !ok {
 		return nil, false
 	}
-	recs := make([]Record, 0, min(len(p.data)/160+1, MaxPullLimit))
-	if p.eat(']') {
-		return recs, true
-	}
-	for {
-		recs = append(recs, Record{})
-		if !p.record(&recs[len(recs)-1]) {
-			return nil, false
-		}
-		if p.eat(']') {
-			return recs, true
-		}
-		if !p.eat(',') {
-			return nil, false
-		}
-	}
+	return recs, true
 }
 
 // The keys of a record, for telling a repeated key.
@@ -357,26 +347,16 @@ func (p *pushParser) record(r *Record) bool {
 
 // strings reads an array of plain strings.
 func (p *pushParser) strings() ([]string, bool) {
-	if !p.eat('[') {
+	out := []string{}
+	ok := p.elements(func() bool {
+		s, ok := p.str()
+		out = append(out, s)
+		return ok
+	})
+	if !ok {
 		return nil, false
 	}
-	out := []string{}
-	if p.eat(']') {
-		return out, true
-	}
-	for {
-		s, ok := p.str()
-		if !ok {
-			return nil, false
-		}
-		out = append(out, s)
-		if p.eat(']') {
-			return out, true
-		}
-		if !p.eat(',') {
-			return nil, false
-		}
-	}
+	return out, true
 }
 
 // std reads the next value with encoding/json into v. A null is left to

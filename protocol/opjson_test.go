@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 )
 
@@ -14,15 +12,7 @@ import (
 // field values (spaced, escaped, HTML-ish, non-ASCII, invalid), alone and
 // inside a push request.
 func TestOpJSONMatchesEncodingJSON(t *testing.T) {
-	seed := rand.Uint64()
-	if s := os.Getenv("FIELDSYNC_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FIELDSYNC_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (replay with FIELDSYNC_SEED=%d)", seed, seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 5))
 	texts := []string{"", "0190a6c4-1b2c-7d3e-8f40-000000000001", "work_order", "update", "dev-1", `q"uote`, "<b>", "é", "tab\t", "\x7f"}
 	values := []string{`"in progress"`, `12`, `-3.5e2`, `true`, `null`, `[1,2]`, `[1, 2]`, `{"a":"b"}`, `{"a": "b"}`, `"<b>&"`,

@@ -180,26 +180,38 @@ func (p *pushParser) request() (*PushRequest, bool) {
 	return req, true
 }
 
-func (p *pushParser) ops() ([]Op, bool) {
+// elements reads a JSON array, calling fn for each element with the
+// parser at it.
+func (p *pushParser) elements(fn func() bool) bool {
 	if !p.eat('[') {
-		return nil, false
+		return false
 	}
-	ops := make([]Op, 0, min(len(p.data)/128+1, MaxBatchOps+1))
 	if p.eat(']') {
-		return ops, true
+		return true
 	}
 	for {
-		ops = append(ops, Op{})
-		if !p.op(&ops[len(ops)-1]) {
-			return nil, false
+		if !fn() {
+			return false
 		}
 		if p.eat(']') {
-			return ops, true
+			return true
 		}
 		if !p.eat(',') {
-			return nil, false
+			return false
 		}
 	}
+}
+
+func (p *pushParser) ops() ([]Op, bool) {
+	ops := make([]Op, 0, min(len(p.data)/128+1, MaxBatchOps+1))
+	ok := p.elements(func() bool {
+		ops = append(ops, Op{})
+		return p.op(&ops[len(ops)-1])
+	})
+	if !ok {
+		return nil, false
+	}
+	return ops, true
 }
 
 // The keys of an op, for telling a repeated key.

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
-	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -17,15 +15,7 @@ import (
 // conflicts, overridden values and recorded results, alone and inside a
 // push answer.
 func TestResultJSONMatchesEncodingJSON(t *testing.T) {
-	seed := rand.Uint64()
-	if s := os.Getenv("FIELDSYNC_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FIELDSYNC_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (replay with FIELDSYNC_SEED=%d)", seed, seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 4))
 	texts := []string{"", "applied", "0190a6c4-1b2c-7d3e-8f40-000000000001", "WO-1042", "status: needs review",
 		`say "hi"`, `a\b`, "<b>&</b>", "é", "tab\there", "\u2028", "\x7f", "\xff", "line\nbreak"}
@@ -81,15 +71,7 @@ func TestResultJSONMatchesEncodingJSON(t *testing.T) {
 // value: for results as encoded, and for texts that are spaced, escaped,
 // case-folded, repeated, null, unknown, mistyped or broken.
 func TestResultUnmarshalMatchesEncodingJSON(t *testing.T) {
-	seed := rand.Uint64()
-	if s := os.Getenv("FIELDSYNC_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FIELDSYNC_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (replay with FIELDSYNC_SEED=%d)", seed, seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 6))
 	members := []string{`"op":"0190a6c4-1b2c-7d3e-8f40-000000000001"`, `"status":"applied"`, `"version":12`, `"version":-1`,
 		`"version":1.5`, `"version":"1"`, `"version":null`, `"number":"WO-1"`, `"code":"field_conflict"`, `"message":"a \"b\""`,
