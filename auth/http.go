@@ -151,40 +151,8 @@ func Middleware(a Authenticator, lim *Limiter, log *slog.Logger, next func(p Pri
 			}
 			WriteError(w, err)
 		}
-		// Refused tokens are counted per client address; an address
-		// that has spent its burst on them is answered 429 before any
-		// lookup, so a flood of bad tokens costs the identity store
-		// little.
-		addr := clientAddress(r)
-		if empty, wait := lim.Empty(addr); empty {
-			WriteRateLimited(w, wait)
-			return
-		}
-		token, err := ParseAuthorization(r.Header)
-		var p Principal
-		if err == nil {
-			p, err = a.Authenticate(r.Context(), token)
-		}
-		if err != nil {
-			if HTTPStatus(fieldsync.ErrorCode(err)) == http.StatusUnauthorized {
-				lim.Allow(addr)
-			}
-			refuse(Principal{}, err)
-			return
-		}
-		if ok, wait := lim.Allow(rateKey(p)); !ok {
-			log.Info("request refused", "method", r.Method, "path", r.URL.Path, "org", p.Org, "user", p.User,
-				"device", p.DeviceID, "code", fieldsync.ERateLimited)
-			WriteRateLimited(w, wait)
-			return
-		}
-		action, err := ActionOf(r.Method, r.URL.Path)
-		if err != nil {
-			refuse(p, err)
-			return
-		}
-		if d := DecideAction(p, action, p.Org); !d.Allow {
-			refuse(p, d.Err())
+		p, ok := admit(w, r, a, lim, log, refuse, false)
+		if !ok {
 			return
 		}
 		h := next(p)
@@ -194,6 +162,55 @@ func Middleware(a Authenticator, lim *Limiter, log *slog.Logger, next func(p Pri
 		}
 		h.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
 	})
+}
+
+// admit is the door both middlewares share: it answers the request
+// itself and reports false unless the bearer token names a principal,
+// the principal's rate bucket has a token, and DecideAction allows the
+// request's action (in the principal's own organisation, or, for the
+// operator API, in none). Refused tokens are counted per client
+// address; an address that has spent its burst on them is answered 429
+// before any lookup, so a flood of bad tokens costs the identity store
+// little.
+func admit(w http.ResponseWriter, r *http.Request, a Authenticator, lim *Limiter, log *slog.Logger,
+	refuse func(Principal, error), operator bool) (Principal, bool) {
+	addr := clientAddress(r)
+	if empty, wait := lim.Empty(addr); empty {
+		WriteRateLimited(w, wait)
+		return Principal{}, false
+	}
+	token, err := ParseAuthorization(r.Header)
+	var p Principal
+	if err == nil {
+		p, err = a.Authenticate(r.Context(), token)
+	}
+	if err != nil {
+		if HTTPStatus(fieldsync.ErrorCode(err)) == http.StatusUnauthorized {
+			lim.Allow(addr)
+		}
+		refuse(Principal{}, err)
+		return Principal{}, false
+	}
+	if ok, wait := lim.Allow(rateKey(p)); !ok {
+		log.Info("request refused", "method", r.Method, "path", r.URL.Path, "org", p.Org, "user", p.User,
+			"device", p.DeviceID, "code", fieldsync.ERateLimited)
+		WriteRateLimited(w, wait)
+		return p, false
+	}
+	action, err := ActionOf(r.Method, r.URL.Path)
+	if err != nil {
+		refuse(p, err)
+		return p, false
+	}
+	org := p.Org
+	if operator {
+		org = ""
+	}
+	if d := DecideAction(p, action, org); !d.Allow {
+		refuse(p, d.Err())
+		return p, false
+	}
+	return p, true
 }
 
 // EnrollHandler serves POST /v1/enroll: a device redeems an enrolment

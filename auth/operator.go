@@ -170,34 +170,8 @@ func OperatorMiddleware(a Authenticator, lim *Limiter, log *slog.Logger, next ht
 			}
 			WriteError(w, err)
 		}
-		addr := clientAddress(r)
-		if empty, wait := lim.Empty(addr); empty {
-			WriteRateLimited(w, wait)
-			return
-		}
-		token, err := ParseAuthorization(r.Header)
-		var p Principal
-		if err == nil {
-			p, err = a.Authenticate(r.Context(), token)
-		}
-		if err != nil {
-			if HTTPStatus(fieldsync.ErrorCode(err)) == http.StatusUnauthorized {
-				lim.Allow(addr)
-			}
-			refuse(Principal{}, err)
-			return
-		}
-		if ok, wait := lim.Allow(rateKey(p)); !ok {
-			WriteRateLimited(w, wait)
-			return
-		}
-		action, err := ActionOf(r.Method, r.URL.Path)
-		if err != nil {
-			refuse(p, err)
-			return
-		}
-		if d := DecideAction(p, action, ""); !d.Allow {
-			refuse(p, d.Err())
+		p, ok := admit(w, r, a, lim, log, refuse, true)
+		if !ok {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
