@@ -104,6 +104,8 @@ const (
 	CheckStaleCursor = "stale_cursor"
 	CheckConflict    = "conflict"
 	CheckAttachment  = "attachment"
+	CheckBigUpload   = "big_upload"
+	CheckClock       = "clock"
 	CheckLatency     = "latency"
 	CheckThroughput  = "throughput"
 	CheckCleanup     = "cleanup"
@@ -317,6 +319,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{CheckStaleCursor, "cursor of another history refused", r.checkStaleCursor},
 		{CheckConflict, "office edit vs device edit on a manual field: conflict, settled", r.checkConflict},
 		{CheckAttachment, "attachment uploads (tus) and downloads identical", r.checkAttachment},
+		{CheckBigUpload, "upload chunks as large as devices send pass, and resume from the offset", r.checkBigUpload},
+		{CheckClock, "the server's clock agrees with this machine's", r.checkClock},
 		{CheckLatency, "round-trip latency", r.checkLatency},
 		{CheckThroughput, "push throughput", r.checkThroughput},
 	}

@@ -81,8 +81,8 @@ func TestHealthyServer(t *testing.T) {
 			t.Errorf("check %s: %s %s, want %s", c.Name, c.Outcome, c.Detail, want)
 		}
 	}
-	if len(rep.Checks) != 14 {
-		t.Errorf("%d checks ran, want 14", len(rep.Checks))
+	if len(rep.Checks) != 16 {
+		t.Errorf("%d checks ran, want 16", len(rep.Checks))
 	}
 	if !(rep.RoundTripMS > 0) || !(rep.PushOpsPerS > 0) {
 		t.Errorf("round trip %v ms, push %v ops/s: want both measured", rep.RoundTripMS, rep.PushOpsPerS)
@@ -117,7 +117,7 @@ func TestHealthyServer(t *testing.T) {
 }
 
 // TestNoBlobDir: a server without a place for attachments fails exactly
-// the attachment check, and the text says so.
+// the two upload checks, and the text says so.
 func TestNoBlobDir(t *testing.T) {
 	hs := startServer(t, false, nil)
 	rep := run(t, selftest.Config{ServerURL: hs.URL})
@@ -127,7 +127,7 @@ func TestNoBlobDir(t *testing.T) {
 	for _, c := range rep.Checks {
 		want := selftest.Pass
 		switch c.Name {
-		case selftest.CheckAttachment:
+		case selftest.CheckAttachment, selftest.CheckBigUpload:
 			want = selftest.Fail
 		case selftest.CheckAuth:
 			want = selftest.Skip
@@ -142,7 +142,7 @@ func TestNoBlobDir(t *testing.T) {
 	}
 	var text bytes.Buffer
 	rep.WriteText(&text)
-	if !strings.Contains(text.String(), "✗ attachment") || !strings.Contains(text.String(), "1 of 14 checks failed") {
+	if !strings.Contains(text.String(), "✗ attachment") || !strings.Contains(text.String(), "2 of 16 checks failed") {
 		t.Errorf("text report does not single out the attachment check:\n%s", text.String())
 	}
 }

@@ -130,8 +130,8 @@ func TestOperatorRun(t *testing.T) {
 			t.Errorf("check %s: %s %s, want pass", c.Name, c.Outcome, c.Detail)
 		}
 	}
-	if len(rep.Checks) != 14 {
-		t.Errorf("%d checks, want 14", len(rep.Checks))
+	if len(rep.Checks) != 16 {
+		t.Errorf("%d checks, want 16", len(rep.Checks))
 	}
 	if c, _ := rep.Check(selftest.CheckCleanup); !strings.Contains(c.Detail, auth.TestOrgPrefix) {
 		t.Errorf("the cleanup does not name the test organisation: %q", c.Detail)

@@ -27,8 +27,8 @@ func TestSelftestCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Checks) != 14 {
-		t.Errorf("%d checks in the JSON report, want 14", len(rep.Checks))
+	if len(rep.Checks) != 16 {
+		t.Errorf("%d checks in the JSON report, want 16", len(rep.Checks))
 	}
 	for _, c := range rep.Checks {
 		want := "pass"
