@@ -181,7 +181,7 @@ func newWorld(t *testing.T) *world {
 	}
 	mux.Handle("/v1/", auth.Middleware(st, lim, log, func(p auth.Principal) http.Handler { return inner }))
 	// The operator API's stand-in answers who asked.
-	mux.Handle(auth.PathOperator, auth.OperatorMiddleware(st, lim, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(protocol.PathOperator, auth.OperatorMiddleware(st, lim, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
 		json.NewEncoder(w).Encode(map[string]string{"operator": p.User})
 	})))

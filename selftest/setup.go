@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync"
-	"github.com/fieldsync/fieldsync/auth"
 	"github.com/fieldsync/fieldsync/client"
 	"github.com/fieldsync/fieldsync/protocol"
 )
@@ -130,13 +129,13 @@ func (r *run) enrolRaw(ctx context.Context) (string, error) {
 }
 
 // createTestOrg asks the operator API for a test organisation.
-func (r *run) createTestOrg(ctx context.Context) (*auth.TestOrgResponse, error) {
+func (r *run) createTestOrg(ctx context.Context) (*protocol.TestOrgResponse, error) {
 	ttl := int64(r.cfg.TestOrgTTL / time.Second)
-	a, err := r.doWith(ctx, r.opHC, http.MethodPost, auth.PathTestOrgs, "", auth.TestOrgRequest{TTLSeconds: max(ttl, 1)})
+	a, err := r.doWith(ctx, r.opHC, http.MethodPost, protocol.PathTestOrgs, "", protocol.TestOrgRequest{TTLSeconds: max(ttl, 1)})
 	if err != nil {
 		return nil, err
 	}
-	var t auth.TestOrgResponse
+	var t protocol.TestOrgResponse
 	if a.status != http.StatusOK {
 		if a.status == http.StatusNotFound {
 			return nil, fmt.Errorf("this server has no operator API (%s): it may run without authentication, or an older build", a.apiError())
@@ -183,7 +182,7 @@ func (r *run) checkAuth(ctx context.Context) (Outcome, string) {
 	}
 	detail := "no token: 401; a device's office edit: 403"
 	if r.mode == modeOperator {
-		a, err = r.do(ctx, http.MethodPost, auth.PathTestOrgs, "", auth.TestOrgRequest{})
+		a, err = r.do(ctx, http.MethodPost, protocol.PathTestOrgs, "", protocol.TestOrgRequest{})
 		if err != nil {
 			return failf("%v", err)
 		}
@@ -206,7 +205,7 @@ func (r *run) cleanup(ctx context.Context) (string, Outcome, string) {
 	if !r.created {
 		return title, Pass, "none was made"
 	}
-	a, err := r.doWith(ctx, r.opHC, http.MethodDelete, auth.PathTestOrgs+"/"+url.PathEscape(r.org), "", nil)
+	a, err := r.doWith(ctx, r.opHC, http.MethodDelete, protocol.PathTestOrgs+"/"+url.PathEscape(r.org), "", nil)
 	if err != nil {
 		return title, Fail, fmt.Sprintf("%v: the server removes %s by itself when it expires", err, r.org)
 	}

@@ -30,8 +30,8 @@ type authServer struct {
 	front              *tenant.Front
 
 	mu      sync.Mutex
-	created []auth.TestOrgResponse // what the operator API answered
-	onReq   func(*http.Request)    // called before each request is served
+	created []protocol.TestOrgResponse // what the operator API answered
+	onReq   func(*http.Request)        // called before each request is served
 }
 
 func startAuthServer(t *testing.T) *authServer {
@@ -58,10 +58,10 @@ func startAuthServer(t *testing.T) *authServer {
 		if on != nil {
 			on(r)
 		}
-		if r.Method == http.MethodPost && r.URL.Path == auth.PathTestOrgs {
+		if r.Method == http.MethodPost && r.URL.Path == protocol.PathTestOrgs {
 			rec := httptest.NewRecorder()
 			f.ServeHTTP(rec, r)
-			var to auth.TestOrgResponse
+			var to protocol.TestOrgResponse
 			if rec.Code == http.StatusOK && json.Unmarshal(rec.Body.Bytes(), &to) == nil {
 				s.mu.Lock()
 				s.created = append(s.created, to)
@@ -98,7 +98,7 @@ func (s *authServer) checkGone(t *testing.T) {
 	if len(orgs) != 1 || orgs[0].Name != "acme" {
 		t.Errorf("organisations left: %+v, want acme only", orgs)
 	}
-	if left, _ := filepath.Glob(filepath.Join(s.dir, "orgs", auth.TestOrgPrefix+"*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(s.dir, "orgs", protocol.TestOrgPrefix+"*")); len(left) > 0 {
 		t.Errorf("files of a test organisation left: %v", left)
 	}
 	s.mu.Lock()
@@ -133,7 +133,7 @@ func TestOperatorRun(t *testing.T) {
 	if len(rep.Checks) != 16 {
 		t.Errorf("%d checks, want 16", len(rep.Checks))
 	}
-	if c, _ := rep.Check(selftest.CheckCleanup); !strings.Contains(c.Detail, auth.TestOrgPrefix) {
+	if c, _ := rep.Check(selftest.CheckCleanup); !strings.Contains(c.Detail, protocol.TestOrgPrefix) {
 		t.Errorf("the cleanup does not name the test organisation: %q", c.Detail)
 	}
 	s.checkGone(t)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/auth"
+	"github.com/fieldsync/fieldsync/protocol"
 )
 
 // Bounds of a test organisation's removal and of the sweeper.
@@ -25,17 +26,17 @@ const (
 // POST /v1/operator/test-orgs and DELETE /v1/operator/test-orgs/{name}.
 func (f *Front) operatorHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+auth.PathTestOrgs, f.serveCreateTestOrg)
-	mux.HandleFunc("DELETE "+auth.PathTestOrgs+"/{name}", f.serveDeleteTestOrg)
+	mux.HandleFunc("POST "+protocol.PathTestOrgs, f.serveCreateTestOrg)
+	mux.HandleFunc("DELETE "+protocol.PathTestOrgs+"/{name}", f.serveDeleteTestOrg)
 	return mux
 }
 
 func (f *Front) serveCreateTestOrg(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	body, err := auth.ReadOperatorBody(r)
-	var req *auth.TestOrgRequest
+	var req *protocol.TestOrgRequest
 	if err == nil {
-		req, err = auth.DecodeTestOrgRequest(body)
+		req, err = protocol.DecodeTestOrgRequest(body)
 	}
 	var t auth.TestOrg
 	if err == nil {
@@ -46,7 +47,7 @@ func (f *Front) serveCreateTestOrg(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.log.Info("test organisation created", "org", t.Org, "operator", p.User, "expires", t.Expires)
-	auth.WriteJSON(w, &auth.TestOrgResponse{Org: t.Org, Expires: t.Expires, OfficeUser: t.OfficeUser, OfficeToken: t.OfficeToken,
+	auth.WriteJSON(w, &protocol.TestOrgResponse{Org: t.Org, Expires: t.Expires, OfficeUser: t.OfficeUser, OfficeToken: t.OfficeToken,
 		Worker: t.Worker, EnrolmentCode: t.Code})
 }
 
@@ -58,7 +59,7 @@ func (f *Front) serveDeleteTestOrg(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.log.Info("test organisation deleted", "org", name, "operator", p.User)
-	auth.WriteJSON(w, &auth.TestOrgDeleted{Org: name, Deleted: true})
+	auth.WriteJSON(w, &protocol.TestOrgDeleted{Org: name, Deleted: true})
 }
 
 func (f *Front) operatorError(w http.ResponseWriter, r *http.Request, p auth.Principal, err error) {

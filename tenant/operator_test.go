@@ -113,20 +113,20 @@ func (w *opWorld) call(method, path, token, body string) (int, fieldsync.Code, [
 }
 
 // create makes a test organisation through the API.
-func (w *opWorld) create(body string) auth.TestOrgResponse {
+func (w *opWorld) create(body string) protocol.TestOrgResponse {
 	w.t.Helper()
-	st, code, data := w.call(http.MethodPost, auth.PathTestOrgs, w.operator, body)
+	st, code, data := w.call(http.MethodPost, protocol.PathTestOrgs, w.operator, body)
 	if st != http.StatusOK {
 		w.t.Fatalf("create: %d %s %s", st, code, data)
 	}
-	var t auth.TestOrgResponse
+	var t protocol.TestOrgResponse
 	w.must(json.Unmarshal(data, &t))
 	return t
 }
 
 // use opens the test organisation's store through a request of its
 // dispatcher, and puts a file in its attachments folder.
-func (w *opWorld) use(t auth.TestOrgResponse) {
+func (w *opWorld) use(t protocol.TestOrgResponse) {
 	w.t.Helper()
 	if st, code, data := w.call(http.MethodGet, protocol.PathInfo, t.OfficeToken, ""); st != http.StatusOK {
 		w.t.Fatalf("info as the test office: %d %s %s", st, code, data)
@@ -138,7 +138,7 @@ func (w *opWorld) use(t auth.TestOrgResponse) {
 
 // gone checks that nothing of a test organisation is left: no file, no
 // identity row, no working token.
-func (w *opWorld) gone(t auth.TestOrgResponse) {
+func (w *opWorld) gone(t protocol.TestOrgResponse) {
 	w.t.Helper()
 	left, _ := filepath.Glob(filepath.Join(w.dir, "orgs", t.Org+"*"))
 	if len(left) > 0 {
@@ -159,7 +159,7 @@ func (w *opWorld) gone(t auth.TestOrgResponse) {
 func TestTestOrgCreateDelete(t *testing.T) {
 	w := newOpWorld(t)
 	to := w.create(`{"ttl_seconds":600}`)
-	if !strings.HasPrefix(to.Org, auth.TestOrgPrefix) || to.OfficeUser == "" || to.Worker == "" || to.EnrolmentCode == "" {
+	if !strings.HasPrefix(to.Org, protocol.TestOrgPrefix) || to.OfficeUser == "" || to.Worker == "" || to.EnrolmentCode == "" {
 		t.Fatalf("answer %+v", to)
 	}
 	w.use(to)
@@ -175,7 +175,7 @@ func TestTestOrgCreateDelete(t *testing.T) {
 		t.Fatalf("the device's info: %d", st)
 	}
 
-	st, code, data = w.call(http.MethodDelete, auth.PathTestOrgs+"/"+to.Org, w.operator, "")
+	st, code, data = w.call(http.MethodDelete, protocol.PathTestOrgs+"/"+to.Org, w.operator, "")
 	if st != http.StatusOK {
 		t.Fatalf("delete: %d %s %s", st, code, data)
 	}
@@ -183,7 +183,7 @@ func TestTestOrgCreateDelete(t *testing.T) {
 	if st, _, _ := w.call(http.MethodGet, protocol.PathInfo, en.Token, ""); st != http.StatusUnauthorized {
 		t.Errorf("the deleted organisation's device token answered %d, want 401", st)
 	}
-	if st, code, _ := w.call(http.MethodDelete, auth.PathTestOrgs+"/"+to.Org, w.operator, ""); st != http.StatusNotFound {
+	if st, code, _ := w.call(http.MethodDelete, protocol.PathTestOrgs+"/"+to.Org, w.operator, ""); st != http.StatusNotFound {
 		t.Errorf("a second delete: %d %s, want 404", st, code)
 	}
 	// A name may be given, with the prefix.
@@ -207,20 +207,20 @@ func TestOperatorRefusals(t *testing.T) {
 		status                          int
 		code                            fieldsync.Code
 	}{
-		{"no token", "POST", auth.PathTestOrgs, "", "{}", 401, fieldsync.ETokenMissing},
-		{"unknown operator token", "POST", auth.PathTestOrgs, auth.NewToken(auth.TokenOperator), "{}", 401, fieldsync.ETokenInvalid},
-		{"an admin's token", "POST", auth.PathTestOrgs, w.adam, "{}", 403, fieldsync.EForbidden},
-		{"an admin deletes", "DELETE", auth.PathTestOrgs + "/" + to.Org, w.adam, "", 403, fieldsync.EForbidden},
-		{"the test office's token", "DELETE", auth.PathTestOrgs + "/" + to.Org, to.OfficeToken, "", 403, fieldsync.EForbidden},
+		{"no token", "POST", protocol.PathTestOrgs, "", "{}", 401, fieldsync.ETokenMissing},
+		{"unknown operator token", "POST", protocol.PathTestOrgs, auth.NewToken(auth.TokenOperator), "{}", 401, fieldsync.ETokenInvalid},
+		{"an admin's token", "POST", protocol.PathTestOrgs, w.adam, "{}", 403, fieldsync.EForbidden},
+		{"an admin deletes", "DELETE", protocol.PathTestOrgs + "/" + to.Org, w.adam, "", 403, fieldsync.EForbidden},
+		{"the test office's token", "DELETE", protocol.PathTestOrgs + "/" + to.Org, to.OfficeToken, "", 403, fieldsync.EForbidden},
 		{"operator on an organisation's data", "GET", protocol.PathInfo, w.operator, "", 403, fieldsync.EForbidden},
-		{"bad JSON", "POST", auth.PathTestOrgs, w.operator, `{"ttl_seconds":`, 400, fieldsync.EInvalidJSON},
-		{"unknown field", "POST", auth.PathTestOrgs, w.operator, `{"org":"x"}`, 400, fieldsync.EInvalidJSON},
-		{"a real organisation's name", "POST", auth.PathTestOrgs, w.operator, `{"name":"acme"}`, 400, fieldsync.EInvalidRequest},
-		{"too long a life", "POST", auth.PathTestOrgs, w.operator, `{"ttl_seconds":86400}`, 400, fieldsync.EInvalidRequest},
-		{"a name taken", "POST", auth.PathTestOrgs, w.operator, `{"name":"` + to.Org + `"}`, 422, fieldsync.EAlreadyExists},
-		{"delete a real organisation", "DELETE", auth.PathTestOrgs + "/acme", w.operator, "", 403, fieldsync.EForbidden},
-		{"delete no organisation", "DELETE", auth.PathTestOrgs + "/selftest-none", w.operator, "", 404, fieldsync.ENotFound},
-		{"list", "GET", auth.PathTestOrgs, w.operator, "", 405, fieldsync.EMethodNotAllowed},
+		{"bad JSON", "POST", protocol.PathTestOrgs, w.operator, `{"ttl_seconds":`, 400, fieldsync.EInvalidJSON},
+		{"unknown field", "POST", protocol.PathTestOrgs, w.operator, `{"org":"x"}`, 400, fieldsync.EInvalidJSON},
+		{"a real organisation's name", "POST", protocol.PathTestOrgs, w.operator, `{"name":"acme"}`, 400, fieldsync.EInvalidRequest},
+		{"too long a life", "POST", protocol.PathTestOrgs, w.operator, `{"ttl_seconds":86400}`, 400, fieldsync.EInvalidRequest},
+		{"a name taken", "POST", protocol.PathTestOrgs, w.operator, `{"name":"` + to.Org + `"}`, 422, fieldsync.EAlreadyExists},
+		{"delete a real organisation", "DELETE", protocol.PathTestOrgs + "/acme", w.operator, "", 403, fieldsync.EForbidden},
+		{"delete no organisation", "DELETE", protocol.PathTestOrgs + "/selftest-none", w.operator, "", 404, fieldsync.ENotFound},
+		{"list", "GET", protocol.PathTestOrgs, w.operator, "", 405, fieldsync.EMethodNotAllowed},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {

@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (*Front, error) {
 	f.mux.Handle(protocol.PathEnroll, auth.EnrollHandler(ids, alim, f.log))
 	f.mux.Handle(protocol.PathLogin, auth.LoginHandler(ids, alim, f.log))
 	f.mux.Handle("/v1/", auth.Middleware(ids, plim, f.log, f.handler))
-	f.mux.Handle(auth.PathOperator, auth.OperatorMiddleware(ids, plim, f.log, f.operatorHandler()))
+	f.mux.Handle(protocol.PathOperator, auth.OperatorMiddleware(ids, plim, f.log, f.operatorHandler()))
 	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, fieldsyncNotFound(r))
 	})

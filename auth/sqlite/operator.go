@@ -120,8 +120,8 @@ func (s *Store) authenticateOperator(ctx context.Context, token string) (auth.Pr
 }
 
 // CreateTestOrg makes a temporary test organisation that lives for ttl
-// (1 s to auth.MaxTestOrgTTL): named name (which must pass
-// auth.ValidTestOrgName), or "selftest-<random>" when name is empty;
+// (1 s to protocol.MaxTestOrgTTL): named name (which must pass
+// protocol.ValidTestOrgName), or "selftest-<random>" when name is empty;
 // with a dispatcher (TestOfficeUser) holding a session that lasts as
 // long, and a field worker (TestWorker) with a one-time enrolment code.
 // by names the operator credential that asked. It answers
@@ -131,13 +131,13 @@ func (s *Store) CreateTestOrg(ctx context.Context, name string, ttl time.Duratio
 	if name == "" {
 		var b [5]byte
 		rand.Read(b[:])
-		name = auth.TestOrgPrefix + hex.EncodeToString(b[:])
+		name = protocol.TestOrgPrefix + hex.EncodeToString(b[:])
 	}
-	if !auth.ValidTestOrgName(name) {
-		return auth.TestOrg{}, invalid("test organisation %q: want %q then lowercase letters, digits and '-'", name, auth.TestOrgPrefix)
+	if !protocol.ValidTestOrgName(name) {
+		return auth.TestOrg{}, invalid("test organisation %q: want %q then lowercase letters, digits and '-'", name, protocol.TestOrgPrefix)
 	}
-	if ttl < time.Second || ttl > auth.MaxTestOrgTTL {
-		return auth.TestOrg{}, invalid("a test organisation lives 1 s to %s, not %s", auth.MaxTestOrgTTL, ttl)
+	if ttl < time.Second || ttl > protocol.MaxTestOrgTTL {
+		return auth.TestOrg{}, invalid("a test organisation lives 1 s to %s, not %s", protocol.MaxTestOrgTTL, ttl)
 	}
 	code := auth.NewEnrolmentCode()
 	codeHash, err := s.codeHash(ctx, code)

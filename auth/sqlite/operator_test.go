@@ -12,6 +12,7 @@ import (
 	"github.com/fieldsync/fieldsync"
 	"github.com/fieldsync/fieldsync/auth"
 	"github.com/fieldsync/fieldsync/auth/sqlite"
+	"github.com/fieldsync/fieldsync/protocol"
 )
 
 func TestOperatorToken(t *testing.T) {
@@ -64,7 +65,7 @@ func TestTestOrgLifecycle(t *testing.T) {
 	f.org()
 	to, err := f.s.CreateTestOrg(f.ctx, "", time.Hour, "ops")
 	f.must(err)
-	if !auth.ValidTestOrgName(to.Org) || !to.Expires.Equal(f.clock.Now().Add(time.Hour)) {
+	if !protocol.ValidTestOrgName(to.Org) || !to.Expires.Equal(f.clock.Now().Add(time.Hour)) {
 		t.Fatalf("test organisation %q until %s", to.Org, to.Expires)
 	}
 	orgs, err := f.s.ListOrgs(f.ctx)

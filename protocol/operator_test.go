@@ -1,4 +1,4 @@
-package auth
+package protocol
 
 import (
 	"testing"
