@@ -180,22 +180,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	json.NewEncoder(w).Encode(&body)
 }
 
+// writeJSON answers v as JSON, compressed when the client accepts gzip.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Set("Vary", "Accept-Encoding")
-		zw := gzpool.Get(w)
-		if err := json.NewEncoder(zw).Encode(v); err != nil {
-			s.log.Warn("write response", "err", err)
-		}
-		zw.Close()
-		gzpool.Put(zw)
+	body, err := json.Marshal(v)
+	if err != nil {
+		s.writeError(w, r, fieldsync.Errorf(fieldsync.EInternal, "encode the answer: %v", err))
 		return
 	}
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		s.log.Warn("write response", "err", err)
-	}
+	s.writeBody(w, r, append(body, '\n'))
 }
 
 // writeBody writes a JSON body already encoded, compressed when the
