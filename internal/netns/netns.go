@@ -93,7 +93,8 @@ func New(ctx context.Context, cfg Config) (l *Link, err error) {
 		return nil, err
 	}
 	tag := hex.EncodeToString(b[:3])
-	l = &Link{ns: "fsync-" + tag, hostIf: "fsh" + tag, devIf: "fsd" + tag}
+	sweepOrphans(ctx)
+	l = &Link{ns: fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), tag), hostIf: "fsh" + tag, devIf: "fsd" + tag}
 	// A /30 in 10.213.0.0/16 from the random bytes: .1 the host, .2 the
 	// device.
 	base := int(b[3]&0x3f) * 4
@@ -140,6 +141,31 @@ func New(ctx context.Context, cfg Config) (l *Link, err error) {
 		return nil, fmt.Errorf("open the namespace: %w", err)
 	}
 	return l, nil
+}
+
+// nsPrefix begins the name of every namespace New makes, followed by the
+// maker's process id.
+const nsPrefix = "fsync-"
+
+var orphanRe = regexp.MustCompile(`^` + nsPrefix + `(\d+)-[0-9a-f]+$`)
+
+// sweepOrphans removes the namespaces (and with them their veth pairs)
+// left by processes that were killed before they could Close them.
+func sweepOrphans(ctx context.Context) {
+	entries, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		m := orphanRe.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/proc", m[1])); err == nil {
+			continue // its maker still runs
+		}
+		run(ctx, "ip", "netns", "del", e.Name())
+	}
 }
 
 // shape puts a token bucket on an interface: rate bits/s, a burst of a

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +27,40 @@ func need(t *testing.T) {
 			t.Fatalf("%s is set but: %v", Required, err)
 		}
 		t.Skipf("no network namespaces here (%v); set %s=1 to require them", err, Required)
+	}
+}
+
+// TestOrphansSwept: a namespace left by a process that is gone (killed
+// before it could Close its link) is removed by the next New; one of a
+// process still running is left alone.
+func TestOrphansSwept(t *testing.T) {
+	need(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A process that has ended: its id is free (until reused).
+	cmd := exec.CommandContext(ctx, "true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	orphan := fmt.Sprintf("%s%d-abcdef", nsPrefix, cmd.Process.Pid)
+	alive := fmt.Sprintf("%s%d-fedcba", nsPrefix, os.Getppid())
+	for _, ns := range []string{orphan, alive} {
+		if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer run(ctx, "ip", "netns", "del", alive)
+	defer run(ctx, "ip", "netns", "del", orphan)
+	l, err := New(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := os.Stat(filepath.Join("/var/run/netns", orphan)); !os.IsNotExist(err) {
+		t.Errorf("the orphan namespace %s is still there (%v)", orphan, err)
+	}
+	if _, err := os.Stat(filepath.Join("/var/run/netns", alive)); err != nil {
+		t.Errorf("the namespace of a running process was removed: %v", err)
 	}
 }
 
