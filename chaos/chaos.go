@@ -305,6 +305,21 @@ func (r *run) startServerOn(ctx context.Context, addr string) (*inproc, error) {
 	return p, nil
 }
 
+// startServerLink starts the server in this process and an emulated link
+// in front of it (cfg.Upstream is set to the server).
+func (r *run) startServerLink(ctx context.Context, cfg linkemu.Config) (*inproc, *linkemu.Link, error) {
+	srv, err := r.startServer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Upstream = srv.addr
+	link, err := r.startLink(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, link, nil
+}
+
 // startLink puts an emulated link in front of the server at addr.
 func (r *run) startLink(cfg linkemu.Config) (*linkemu.Link, error) {
 	l, err := linkemu.Start(cfg)

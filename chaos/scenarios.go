@@ -41,11 +41,7 @@ func (r *run) between(lo, hi time.Duration) time.Duration {
 // changes its status and takes 3 photos; the link holds for 2 minutes,
 // then is gone for an hour; back outside everything delivers.
 func basement(ctx context.Context, r *run) error {
-	srv, err := r.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	link, err := r.startLink(linkemu.Config{Upstream: srv.addr, Rate: 48_000, Latency: 60 * time.Millisecond, Jitter: 30 * time.Millisecond})
+	_, link, err := r.startServerLink(ctx, linkemu.Config{Rate: 48_000, Latency: 60 * time.Millisecond, Jitter: 30 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -112,11 +108,7 @@ func (r *run) cutter(ctx context.Context, link *linkemu.Link, lo, hi time.Durati
 // dayOffline: a day's work saved with no link at all, then a short spell
 // of a lossy link that drops connections at random.
 func dayOffline(ctx context.Context, r *run) error {
-	srv, err := r.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	link, err := r.startLink(linkemu.Config{Upstream: srv.addr, Rate: 400_000, Latency: 30 * time.Millisecond, Jitter: 20 * time.Millisecond})
+	_, link, err := r.startServerLink(ctx, linkemu.Config{Rate: 400_000, Latency: 30 * time.Millisecond, Jitter: 20 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -167,11 +159,7 @@ func dayOffline(ctx context.Context, r *run) error {
 // flapping: a long backlog sent over a link that goes down every few
 // seconds (compressed) and comes back.
 func flapping(ctx context.Context, r *run) error {
-	srv, err := r.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	link, err := r.startLink(linkemu.Config{Upstream: srv.addr, Rate: 150_000, Latency: 20 * time.Millisecond})
+	_, link, err := r.startServerLink(ctx, linkemu.Config{Rate: 150_000, Latency: 20 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -213,11 +201,7 @@ func flapping(ctx context.Context, r *run) error {
 // killClient: the device process is killed with SIGKILL at random moments
 // while it saves ops and photos and syncs, then started again.
 func killClient(ctx context.Context, r *run) error {
-	srv, err := r.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	link, err := r.startLink(linkemu.Config{Upstream: srv.addr})
+	_, link, err := r.startServerLink(ctx, linkemu.Config{})
 	if err != nil {
 		return err
 	}
@@ -320,11 +304,7 @@ func killServer(ctx context.Context, r *run) error {
 // clockSkew: two devices whose clocks are wrong by hours, one ahead and
 // one behind, and the office, all editing the same records.
 func clockSkew(ctx context.Context, r *run) error {
-	srv, err := r.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	link, err := r.startLink(linkemu.Config{Upstream: srv.addr})
+	srv, link, err := r.startServerLink(ctx, linkemu.Config{})
 	if err != nil {
 		return err
 	}
@@ -449,11 +429,7 @@ func (r *run) officeEdits(ctx context.Context, ids []string, round int) error {
 // twoSides: a device and the dispatcher change the same records between
 // syncs; clashes on manual fields must become conflicts.
 func twoSides(ctx context.Context, r *run) error {
-	srv, err := r.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	link, err := r.startLink(linkemu.Config{Upstream: srv.addr})
+	_, link, err := r.startServerLink(ctx, linkemu.Config{})
 	if err != nil {
 		return err
 	}

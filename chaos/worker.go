@@ -149,7 +149,11 @@ func serverWorker(ctx context.Context, out io.Writer, db, blobs, listen string) 
 		if ln, err = net.Listen("tcp", listen); err == nil {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	if err != nil {
 		return err

@@ -151,14 +151,20 @@ func (c *adminCommand) orgName(ctx context.Context, st *authsqlite.Store) (strin
 }
 
 // session opens the store and names the organisation, for an action
-// that takes no positional argument.
-func (c *adminCommand) session(ctx context.Context, args []string, stdout io.Writer) (*authsqlite.Store, string, error) {
+// that takes no positional argument; the flags named in need must be
+// given.
+func (c *adminCommand) session(ctx context.Context, args []string, stdout io.Writer, need ...string) (*authsqlite.Store, string, error) {
 	pos, err := c.parse(args, stdout)
 	if err != nil {
 		return nil, "", err
 	}
 	if err := c.noArgs(pos); err != nil {
 		return nil, "", err
+	}
+	for _, name := range need {
+		if err := required(c, name, c.Lookup(name).Value.String()); err != nil {
+			return nil, "", err
+		}
 	}
 	st, err := c.open(ctx)
 	if err != nil {
@@ -244,14 +250,11 @@ func runAdminUserAdd(ctx context.Context, args []string, stdout, stderr io.Write
 	user := c.String("user", "", "the user `NAME`")
 	role := c.String("role", "", "the `ROLE`: field_worker, dispatcher or admin")
 	pwFile := c.String("password-file", "", "read the password from the first line of `FILE`")
-	st, org, err := c.session(ctx, args, stdout)
+	st, org, err := c.session(ctx, args, stdout, "user")
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := required(c, "user", *user); err != nil {
-		return err
-	}
 	r := auth.Role(*role)
 	if !r.Valid() {
 		return c.usageError("--role: want field_worker, dispatcher or admin")
@@ -311,14 +314,11 @@ func runAdminUserPassword(ctx context.Context, args []string, stdout, stderr io.
 	c := newAdminCommand("user password", adminUserPasswordUsage)
 	user := c.String("user", "", "the user `NAME`")
 	pwFile := c.String("password-file", "", "read the password from the first line of `FILE`")
-	st, org, err := c.session(ctx, args, stdout)
+	st, org, err := c.session(ctx, args, stdout, "user")
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := required(c, "user", *user); err != nil {
-		return err
-	}
 	pw, err := readPassword(*pwFile, "new password for "+*user, stderr)
 	if err != nil {
 		return fmt.Errorf("admin user password: %w", err)
@@ -341,14 +341,11 @@ name is in records and trails).
 func runAdminUserRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newAdminCommand("user revoke", adminUserRevokeUsage)
 	user := c.String("user", "", "the user `NAME`")
-	st, org, err := c.session(ctx, args, stdout)
+	st, org, err := c.session(ctx, args, stdout, "user")
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := required(c, "user", *user); err != nil {
-		return err
-	}
 	if err := st.RevokeUser(ctx, org, *user); err != nil {
 		return fmt.Errorf("admin user revoke: %w", err)
 	}
@@ -400,14 +397,11 @@ deliver it, enrol the device again with a new code — it keeps its id.
 func runAdminDeviceRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newAdminCommand("device revoke", adminDeviceRevokeUsage)
 	dev := c.String("device", "", "the device `ID` (see admin device list)")
-	st, org, err := c.session(ctx, args, stdout)
+	st, org, err := c.session(ctx, args, stdout, "device")
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := required(c, "device", *dev); err != nil {
-		return err
-	}
 	if err := st.RevokeDevice(ctx, org, *dev); err != nil {
 		return fmt.Errorf("admin device revoke: %w", err)
 	}
@@ -425,14 +419,11 @@ redeems it (POST /v1/enroll) for its own token. The code works once, for
 func runAdminEnrolCode(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newAdminCommand("enrol-code", adminEnrolCodeUsage)
 	user := c.String("user", "", "the user `NAME` the device is for")
-	st, org, err := c.session(ctx, args, stdout)
+	st, org, err := c.session(ctx, args, stdout, "user")
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := required(c, "user", *user); err != nil {
-		return err
-	}
 	e, err := st.IssueEnrolment(ctx, org, *user, "admin cli")
 	if err != nil {
 		return fmt.Errorf("admin enrol-code: %w", err)
