@@ -432,10 +432,18 @@ func runAdminEnrolCode(ctx context.Context, args []string, stdout io.Writer) err
 	return nil
 }
 
-// readPassword reads a password from the first line of file, or asks on
-// the terminal twice without echo, or reads one line of standard input
-// when it is not a terminal.
+// readPassword reads a new password: from the first line of file, or
+// asked on the terminal twice without echo, or one line of standard
+// input when it is not a terminal.
 func readPassword(file, what string, stderr io.Writer) (string, error) {
+	return readSecret(file, what, true, stderr)
+}
+
+// readSecret reads a password from the first line of file, or asks on
+// the terminal without echo (twice, and checked as a new password, when
+// confirm is set), or reads one line of standard input when it is not a
+// terminal.
+func readSecret(file, what string, confirm bool, stderr io.Writer) (string, error) {
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -448,8 +456,8 @@ func readPassword(file, what string, stderr io.Writer) (string, error) {
 		fmt.Fprintf(stderr, "%s: ", what)
 		first, err := readHidden(os.Stdin)
 		fmt.Fprintln(stderr)
-		if err != nil {
-			return "", err
+		if err != nil || !confirm {
+			return first, err
 		}
 		if err := auth.CheckPassword(first); err != nil {
 			return "", err

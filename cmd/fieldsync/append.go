@@ -45,15 +45,11 @@ func runAppend(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *value == "":
 		return cmd.usageError("give the item with --value")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
+	eng, v, err := openRecord(ctx, *dir, *pin, *typ, *id, "append")
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	v, err := resolveRecord(ctx, eng, *typ, *id, *dir, false)
-	if err != nil {
-		return fmt.Errorf("append: %w", err)
-	}
 	item := fieldValue(*typ, *field, *value)
 	op, err := eng.Save(ctx, client.Change{Kind: fieldsync.KindAppend, Type: *typ, EntityID: v.ID,
 		Fields: map[string]json.RawMessage{*field: item}})

@@ -90,15 +90,11 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !fieldsync.ValidRole(in.Role) {
 		return cmd.usageError(fmt.Sprintf("--role %q: want photo, scan or signature", in.Role))
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
+	eng, v, err := openRecord(ctx, *dir, *pin, *typ, *id, "attach")
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	v, err := resolveRecord(ctx, eng, *typ, *id, *dir, false)
-	if err != nil {
-		return fmt.Errorf("attach: %w", err)
-	}
 	a, op, err := eng.Attach(ctx, *typ, v.ID, in)
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)

@@ -35,15 +35,11 @@ func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *id == "" {
 		return cmd.usageError("name the record with --id")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
+	eng, v, err := openRecord(ctx, *dir, *pin, *typ, *id, "delete")
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	v, err := resolveRecord(ctx, eng, *typ, *id, *dir, false)
-	if err != nil {
-		return fmt.Errorf("delete: %w", err)
-	}
 	op, err := eng.Save(ctx, client.Change{Kind: fieldsync.KindDelete, Type: *typ, EntityID: v.ID})
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)

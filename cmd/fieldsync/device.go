@@ -61,6 +61,21 @@ func openDevice(ctx context.Context, dir string, create bool, cfg client.Config)
 	return eng, nil
 }
 
+// openRecord opens the device in dir and finds the record ref of type
+// typ on it, for the command verb; the caller closes the engine.
+func openRecord(ctx context.Context, dir, pin, typ, ref, verb string) (*client.Engine, client.View, error) {
+	eng, err := openDevice(ctx, dir, false, client.Config{PIN: pin})
+	if err != nil {
+		return nil, client.View{}, err
+	}
+	v, err := resolveRecord(ctx, eng, typ, ref, dir, false)
+	if err != nil {
+		eng.Close()
+		return nil, client.View{}, fmt.Errorf("%s: %w", verb, err)
+	}
+	return eng, v, nil
+}
+
 // resolveRecord finds the record that ref names on the device: its id,
 // its server number (WO-1001) or a unique tail of its id (as `list`
 // shows it). A deleted record is found only by its id and only when

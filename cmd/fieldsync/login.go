@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -79,7 +78,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	password, err := readLoginPassword(*pwFile, stderr)
+	password, err := readSecret(*pwFile, "password", false, stderr)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
@@ -94,30 +93,6 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "logged in to %s as %s (%s, organisation %s) until %s\nsession kept in %s\n",
 		oc.base, resp.User, resp.Role, resp.Org, resp.Expires.Local().Format(time.DateTime), *path)
 	return nil
-}
-
-// readLoginPassword reads the password once: from the first line of
-// file, on the terminal without echo, or one line of standard input.
-func readLoginPassword(file string, stderr io.Writer) (string, error) {
-	if file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
-		}
-		line, _, _ := strings.Cut(string(data), "\n")
-		return strings.TrimSuffix(line, "\r"), nil
-	}
-	if isTerminal(os.Stdin) {
-		fmt.Fprint(stderr, "password: ")
-		pw, err := readHidden(os.Stdin)
-		fmt.Fprintln(stderr)
-		return pw, err
-	}
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-	if err != nil && line == "" {
-		return "", errors.New("no password: give --password-file, or type it on a terminal")
-	}
-	return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
 }
 
 // saveSession writes s to path, readable by this user only.

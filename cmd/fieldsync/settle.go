@@ -58,15 +58,11 @@ func runSettle(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := choice.check(cmd); err != nil {
 		return err
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
+	eng, v, err := openRecord(ctx, *dir, *pin, *typ, *id, "settle")
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	v, err := resolveRecord(ctx, eng, *typ, *id, *dir, false)
-	if err != nil {
-		return fmt.Errorf("settle: %w", err)
-	}
 	c, err := deviceConflict(ctx, eng, v, *field, choice.conflict, *dir)
 	if err != nil {
 		return fmt.Errorf("settle: %w", err)

@@ -48,15 +48,11 @@ func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(set.names) == 0 {
 		return cmd.usageError("name the fields to change with --set name=value")
 	}
-	eng, err := openDevice(ctx, *dir, false, client.Config{PIN: *pin})
+	eng, v, err := openRecord(ctx, *dir, *pin, *typ, *id, "update")
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	v, err := resolveRecord(ctx, eng, *typ, *id, *dir, false)
-	if err != nil {
-		return fmt.Errorf("update: %w", err)
-	}
 	op, err := eng.Save(ctx, client.Change{Kind: fieldsync.KindUpdate, Type: *typ, EntityID: v.ID, Fields: set.fields(*typ)})
 	if err != nil {
 		return fmt.Errorf("update: %w", err)
